@@ -1,0 +1,266 @@
+// Package capture is the web frontend: it takes votes over HTTP and appends
+// them to its own shard's Redis stream, answering 202 only once the entry is
+// durable there.
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/surge-vote/surge/internal/httpx"
+	"github.com/surge-vote/surge/internal/redis"
+	"github.com/surge-vote/surge/internal/surge"
+	"github.com/surge-vote/surge/internal/telemetry"
+	"github.com/surge-vote/surge/internal/ui"
+	"github.com/surge-vote/surge/internal/voter"
+)
+
+// Config is the web service's configuration.
+type Config struct {
+	Listen         string        `mapstructure:"listen"`
+	Node           string        `mapstructure:"node"` // shown on pages and in receipts; defaults to the hostname
+	Redis          redis.Config  `mapstructure:"redis"`
+	RequireDurable bool          `mapstructure:"require_durable"` // refuse a Redis without appendfsync always
+	CookieKeys     []string      `mapstructure:"cookie_keys"`     // secret; the first signs, all verify
+	CookieSecure   bool          `mapstructure:"cookie_secure"`   // set behind TLS
+	Polls          []surge.Poll  `mapstructure:"polls"`
+	MaxBody        int64         `mapstructure:"max_body"`
+	AppendTimeout  time.Duration `mapstructure:"append_timeout"`
+	Collectors     int           `mapstructure:"collectors"`
+	MaxBatch       int           `mapstructure:"max_batch"`
+	LogLevel       string        `mapstructure:"log_level"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Listen:         "127.0.0.1:8081",
+		Redis:          redis.Config{Addr: "127.0.0.1:6379", Stream: redis.DefaultStream},
+		RequireDurable: true,
+		Polls:          surge.DefaultPolls(),
+		MaxBody:        4 << 10,
+		AppendTimeout:  2 * time.Second,
+		Collectors:     4,
+		MaxBatch:       128,
+		LogLevel:       "info",
+	}
+}
+
+// Server is the capture frontend.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	polls    map[string]surge.Poll
+	signer   *voter.Signer
+	client   *goredis.Client
+	producer *redis.Producer
+	now      func() time.Time
+	reg      *prometheus.Registry
+	votes    *prometheus.CounterVec
+	engine   *gin.Engine
+}
+
+// Options are a Server's collaborators that are not configuration.
+type Options struct {
+	Logger *slog.Logger
+	Now    func() time.Time // the frontend's clock; tests skew it
+}
+
+// New connects to the shard's Redis and builds the routes. It fails if the
+// Redis is reachable but not durable and RequireDurable is set.
+func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if len(cfg.CookieKeys) == 0 {
+		return nil, errors.New("web: no cookie_keys configured (SURGE_COOKIE_KEYS or SURGE_COOKIE_KEYS_FILE)")
+	}
+	keys := make([][]byte, len(cfg.CookieKeys))
+	for i, k := range cfg.CookieKeys {
+		keys[i] = []byte(k)
+	}
+	signer, err := voter.NewSigner(keys)
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	polls := make(map[string]surge.Poll, len(cfg.Polls))
+	for _, p := range cfg.Polls {
+		if err := p.Validate(); err != nil {
+			return nil, fmt.Errorf("web: %w", err)
+		}
+		polls[p.ID] = p
+	}
+	if _, ok := polls[surge.DefaultPollID]; !ok && len(cfg.Polls) > 0 {
+		polls[surge.DefaultPollID] = cfg.Polls[0] // the first poll is the default
+	}
+	client := redis.NewClient(cfg.Redis, cfg.Collectors*2+8)
+	if cfg.RequireDurable {
+		// A Redis that is down now is fine (health says so); one that is up
+		// and not durable would make every 202 a lie.
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := redis.CheckDurable(cctx, client)
+		cancel()
+		if err != nil && client.Ping(ctx).Err() == nil {
+			client.Close()
+			return nil, fmt.Errorf("web: %w", err)
+		}
+	}
+	s := &Server{cfg: cfg, log: opt.Logger, polls: polls, signer: signer, client: client, now: opt.Now,
+		reg: telemetry.NewRegistry()}
+	s.votes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "surge_votes_captured_total", Help: "Votes acknowledged with 202, by poll.",
+	}, []string{"poll"})
+	batch := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "surge_capture_pipeline_size", Help: "Entries per XADD pipeline.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 9),
+	})
+	s.reg.MustRegister(s.votes, batch)
+	s.producer = redis.NewProducer(client, cfg.Redis.Stream, redis.ProducerOptions{
+		Collectors: cfg.Collectors, MaxBatch: cfg.MaxBatch, Timeout: cfg.AppendTimeout,
+		Observe: func(n int) { batch.Observe(float64(n)) },
+	})
+	s.engine = s.routes()
+	return s, nil
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Close stops the producer and closes the Redis client. Call it after the
+// HTTP server has shut down, so every in-flight vote is answered first.
+func (s *Server) Close() {
+	s.producer.Close()
+	s.client.Close()
+}
+
+func (s *Server) routes() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, rec any) {
+		s.log.Error("panic", "path", c.Request.URL.Path, "recovered", rec)
+		httpx.Error(c, s.log, fmt.Errorf("panic: %v", rec))
+	}))
+	r.Use(telemetry.HTTPMetrics(s.reg, "web"))
+	r.POST("/vote", s.postVote)
+	r.GET("/", s.getVotePage)
+	r.GET("/polls/:poll", s.getVotePage)
+	r.GET("/healthz", s.getHealth)
+	r.GET("/metrics", telemetry.MetricsHandler(s.reg))
+	r.StaticFS("/static", ui.Static())
+	r.NoRoute(func(c *gin.Context) {
+		httpx.Error(c, s.log, surge.Errorf(surge.ENOTFOUND, "no such page"))
+	})
+	return r
+}
+
+// Receipt is the 202 answer to a vote.
+type Receipt struct {
+	Receipt string `json:"receipt"`
+	Poll    string `json:"poll"`
+	Choice  string `json:"choice"`
+	Node    string `json:"node"`
+}
+
+func (s *Server) postVote(c *gin.Context) {
+	req, err := decodeVote(c.Request, s.cfg.MaxBody)
+	if err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
+	if req.Poll == "" {
+		req.Poll = surge.DefaultPollID
+	}
+	poll, ok := s.polls[req.Poll]
+	if !ok {
+		httpx.Error(c, s.log, surge.Errorf(surge.EINVALID, "unknown poll %q", req.Poll))
+		return
+	}
+	req.Poll = poll.ID
+	if !poll.HasOption(req.Choice) {
+		httpx.Error(c, s.log, surge.Errorf(surge.EINVALID, "unknown choice %q for poll %q", req.Choice, poll.ID))
+		return
+	}
+
+	id := voter.NewIdentity()
+	if ck, err := c.Request.Cookie(voter.CookieName); err == nil {
+		if known, err := s.signer.Verify(ck.Value); err == nil {
+			id = known
+		}
+		// A forged or damaged cookie is a new voter, never someone else.
+	}
+	now := s.now()
+	id.Version = surge.NextVersion(now, id.Version)
+	vote := surge.Vote{
+		ID: ulid.Make().String(), Poll: poll.ID, Choice: req.Choice,
+		Voter: id.ID, Version: id.Version, Node: s.cfg.Node, At: now.UTC(),
+	}
+	fields, err := surge.EncodeVote(vote)
+	if err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.AppendTimeout)
+	defer cancel()
+	if _, err := s.producer.Append(ctx, fields); err != nil {
+		s.log.Warn("queue append failed", "err", err)
+		httpx.Error(c, s.log, surge.Unavailable("queue", err))
+		return
+	}
+	s.votes.WithLabelValues(poll.ID).Inc()
+	http.SetCookie(c.Writer, &http.Cookie{
+		Name: voter.CookieName, Value: s.signer.Sign(id), Path: "/",
+		MaxAge: 400 * 24 * 3600, HttpOnly: true, Secure: s.cfg.CookieSecure, SameSite: http.SameSiteLaxMode,
+	})
+	if req.form && wantsHTML(c.Request) {
+		c.Status(http.StatusAccepted)
+		s.renderVotePage(c, poll, vote.Choice)
+		return
+	}
+	c.JSON(http.StatusAccepted, Receipt{Receipt: vote.ID, Poll: poll.ID, Choice: vote.Choice, Node: s.cfg.Node})
+}
+
+func (s *Server) getVotePage(c *gin.Context) {
+	id := c.Param("poll")
+	if id == "" {
+		id = surge.DefaultPollID
+	}
+	poll, ok := s.polls[id]
+	if !ok {
+		httpx.Error(c, s.log, surge.Errorf(surge.ENOTFOUND, "unknown poll %q", id))
+		return
+	}
+	c.Status(http.StatusOK)
+	s.renderVotePage(c, poll, "")
+}
+
+func (s *Server) renderVotePage(c *gin.Context, poll surge.Poll, voted string) {
+	c.Header("Content-Type", "text/html; charset=utf-8")
+	err := ui.Render(c.Writer, "vote.html", ui.Page{Title: poll.Title, Node: s.cfg.Node, Data: map[string]any{
+		"Poll": poll, "Voted": voted, "VotedNode": s.cfg.Node,
+	}})
+	if err != nil {
+		s.log.Error("render vote page", "err", err)
+	}
+}
+
+func (s *Server) getHealth(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 500*time.Millisecond)
+	defer cancel()
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "node": s.cfg.Node, "error": "redis: " + err.Error()})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ok", "node": s.cfg.Node})
+}

@@ -1,0 +1,332 @@
+// Package drain is the worker: it drains one shard's stream through a
+// consumer group into the store, acknowledging entries only after the
+// transaction that applied them committed.
+package drain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/surge-vote/surge/internal/redis"
+	"github.com/surge-vote/surge/internal/surge"
+)
+
+// Store applies votes. ApplyVotes commits in one transaction and returns the
+// votes it refused for good (unknown poll or option).
+type Store interface {
+	ApplyVotes(ctx context.Context, votes []surge.Vote) (rejected []surge.Vote, err error)
+}
+
+// Queue is one shard's stream seen through a consumer group.
+type Queue interface {
+	EnsureGroup(ctx context.Context) error
+	ReadOwnPending(ctx context.Context, after string, count int64) ([]redis.Message, error)
+	ReadNew(ctx context.Context, count int64, block time.Duration) ([]redis.Message, error)
+	Claim(ctx context.Context, start string, minIdle time.Duration, count int64) ([]redis.Message, string, error)
+	Ack(ctx context.Context, ids ...string) error
+	DeadLetter(ctx context.Context, m redis.Message, reason string) error
+	Trim(ctx context.Context) (int64, error)
+}
+
+// Options tune a Shard.
+type Options struct {
+	Shard         string        // label for logs and metrics
+	BatchSize     int64         // entries per read and per transaction
+	Block         time.Duration // how long a read waits for new entries
+	ClaimIdle     time.Duration // an entry pending this long is taken from its consumer; longer than any batch
+	ClaimEvery    time.Duration // how often to look for such entries
+	TrimEvery     time.Duration // how often to trim acknowledged entries
+	MaxDeliveries int64         // past this, an entry is applied alone and dead-lettered if it fails for good
+	FinishTimeout time.Duration // how long a batch may still take after shutdown begins
+	Logger        *slog.Logger
+	Metrics       *Metrics
+	// AfterCommit, if set, runs between the commit and the XACK. Tests use
+	// it to crash a worker at that point.
+	AfterCommit func(ids []string)
+}
+
+func (o *Options) defaults() {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 500
+	}
+	if o.Block <= 0 {
+		o.Block = time.Second
+	}
+	if o.ClaimIdle <= 0 {
+		o.ClaimIdle = 30 * time.Second
+	}
+	if o.ClaimEvery <= 0 {
+		o.ClaimEvery = o.ClaimIdle / 3
+	}
+	if o.TrimEvery <= 0 {
+		o.TrimEvery = 10 * time.Second
+	}
+	if o.MaxDeliveries <= 0 {
+		o.MaxDeliveries = 5
+	}
+	if o.FinishTimeout <= 0 {
+		o.FinishTimeout = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+}
+
+// Shard drains one stream.
+type Shard struct {
+	q     Queue
+	store Store
+	opt   Options
+	log   *slog.Logger
+}
+
+// NewShard returns a drainer for one shard.
+func NewShard(q Queue, store Store, opt Options) *Shard {
+	opt.defaults()
+	return &Shard{q: q, store: store, opt: opt, log: opt.Logger.With("shard", opt.Shard)}
+}
+
+// errStopped means shutdown began while a batch could not be committed; its
+// entries stay pending for this or another worker.
+var errStopped = errors.New("stopped before commit")
+
+// Run drains until ctx ends. Its own pending entries (left by an earlier
+// run of the same consumer) are replayed first.
+func (s *Shard) Run(ctx context.Context) error {
+	if err := s.retry(ctx, "create group", func() error { return s.q.EnsureGroup(ctx) }); err != nil {
+		return nil // ctx ended
+	}
+	if err := s.replayOwn(ctx); err != nil {
+		return nil
+	}
+	var lastClaim, lastTrim time.Time
+	claimCursor := "0-0"
+	backoff := newBackoff()
+	for ctx.Err() == nil {
+		if time.Since(lastClaim) >= s.opt.ClaimEvery {
+			msgs, next, err := s.q.Claim(ctx, claimCursor, s.opt.ClaimIdle, s.opt.BatchSize)
+			if err != nil {
+				s.redisTrouble(ctx, err, backoff)
+				continue
+			}
+			if len(msgs) > 0 {
+				s.opt.Metrics.Claimed.WithLabelValues(s.opt.Shard).Add(float64(len(msgs)))
+				s.log.Info("claimed entries of an idle consumer", "count", len(msgs))
+				if s.process(ctx, msgs) != nil {
+					return nil
+				}
+			}
+			claimCursor = next
+			if next == "0-0" {
+				lastClaim = time.Now()
+			}
+			continue
+		}
+		msgs, err := s.q.ReadNew(ctx, s.opt.BatchSize, s.opt.Block)
+		if err != nil {
+			s.redisTrouble(ctx, err, backoff)
+			continue
+		}
+		backoff.reset()
+		if s.process(ctx, msgs) != nil {
+			return nil
+		}
+		if time.Since(lastTrim) >= s.opt.TrimEvery {
+			if n, err := s.q.Trim(ctx); err != nil {
+				s.log.Warn("trim failed", "err", err)
+			} else if n > 0 {
+				s.log.Debug("trimmed", "entries", n)
+			}
+			lastTrim = time.Now()
+		}
+	}
+	return nil
+}
+
+func (s *Shard) replayOwn(ctx context.Context) error {
+	after := "0"
+	for {
+		var msgs []redis.Message
+		err := s.retry(ctx, "read own pending", func() (err error) {
+			msgs, err = s.q.ReadOwnPending(ctx, after, s.opt.BatchSize)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			return nil
+		}
+		s.log.Info("replaying own pending entries", "count", len(msgs))
+		if err := s.process(ctx, msgs); err != nil {
+			return err
+		}
+		after = msgs[len(msgs)-1].ID
+	}
+}
+
+func (s *Shard) redisTrouble(ctx context.Context, err error, b *backoff) {
+	if ctx.Err() != nil {
+		return
+	}
+	s.opt.Metrics.RedisErrors.WithLabelValues(s.opt.Shard).Inc()
+	s.log.Warn("redis unavailable", "err", err)
+	b.wait(ctx)
+}
+
+// retry runs f until it succeeds or ctx ends, backing off between tries.
+func (s *Shard) retry(ctx context.Context, what string, f func() error) error {
+	b := newBackoff()
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.log.Warn(what+" failed; retrying", "err", err)
+		b.wait(ctx)
+	}
+}
+
+// process applies a batch and acknowledges it. It returns errStopped if
+// shutdown began before the batch could be committed.
+func (s *Shard) process(ctx context.Context, msgs []redis.Message) error {
+	var votes []surge.Vote
+	var ids []string
+	var suspects []pendingVote
+	for _, m := range msgs {
+		if m.Values == nil { // deleted from the stream; nothing left to apply
+			s.log.Warn("pending entry no longer in stream", "id", m.ID)
+			s.finish(ctx, nil, []string{m.ID})
+			continue
+		}
+		e, err := surge.DecodeEntry(m.ID, m.Values)
+		if err != nil {
+			s.deadLetter(ctx, m, "undecodable", err)
+			continue
+		}
+		if m.Deliveries > s.opt.MaxDeliveries {
+			suspects = append(suspects, pendingVote{m, *e.Vote})
+			continue
+		}
+		votes = append(votes, *e.Vote)
+		ids = append(ids, m.ID)
+	}
+	byID := make(map[string]redis.Message, len(msgs))
+	for _, m := range msgs {
+		byID[m.ID] = m
+	}
+	if len(votes) > 0 {
+		rejected, err := s.apply(ctx, votes)
+		switch {
+		case errors.Is(err, errStopped):
+			return err
+		case err != nil:
+			// A permanent failure: find the entries that cause it.
+			s.log.Warn("batch failed; applying entries one by one", "entries", len(votes), "err", err)
+			for i, v := range votes {
+				suspects = append(suspects, pendingVote{byID[ids[i]], v})
+			}
+		default:
+			s.finishApplied(ctx, ids, rejected, byID)
+		}
+	}
+	for _, p := range suspects {
+		rejected, err := s.apply(ctx, []surge.Vote{p.vote})
+		switch {
+		case errors.Is(err, errStopped):
+			return err
+		case err != nil:
+			s.deadLetter(ctx, p.msg, "failed", err)
+		default:
+			s.finishApplied(ctx, []string{p.msg.ID}, rejected, byID)
+		}
+	}
+	return nil
+}
+
+type pendingVote struct {
+	msg  redis.Message
+	vote surge.Vote
+}
+
+// finishApplied dead-letters the rejected votes and acknowledges the rest.
+func (s *Shard) finishApplied(ctx context.Context, ids []string, rejected []surge.Vote, byID map[string]redis.Message) {
+	if len(rejected) > 0 {
+		bad := make(map[string]bool, len(rejected))
+		for _, v := range rejected {
+			bad[v.ID] = true
+		}
+		kept := ids[:0:0]
+		for _, id := range ids {
+			m := byID[id]
+			if e, err := surge.DecodeEntry(id, m.Values); err == nil && bad[e.Vote.ID] {
+				s.deadLetter(ctx, m, "unknown poll or option", nil)
+				continue
+			}
+			kept = append(kept, id)
+		}
+		ids = kept
+	}
+	s.opt.Metrics.Applied.WithLabelValues(s.opt.Shard).Add(float64(len(ids)))
+	s.finish(ctx, ids, ids)
+}
+
+// finish runs the after-commit hook and acknowledges ids.
+func (s *Shard) finish(ctx context.Context, committed, ids []string) {
+	if s.opt.AfterCommit != nil && len(committed) > 0 {
+		s.opt.AfterCommit(committed)
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opt.FinishTimeout)
+	defer cancel()
+	if err := s.q.Ack(actx, ids...); err != nil {
+		// Committed but not acknowledged: the entries will be delivered
+		// again, and applying them again changes nothing.
+		s.log.Warn("ack failed; entries will be redelivered", "entries", len(ids), "err", err)
+	}
+}
+
+// apply commits votes, retrying transient failures until shutdown. Once
+// shutdown has begun, an attempt already running may finish.
+func (s *Shard) apply(ctx context.Context, votes []surge.Vote) ([]surge.Vote, error) {
+	b := newBackoff()
+	for {
+		start := time.Now()
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opt.FinishTimeout)
+		rejected, err := s.store.ApplyVotes(actx, votes)
+		cancel()
+		if err == nil {
+			s.opt.Metrics.BatchSeconds.WithLabelValues(s.opt.Shard).Observe(time.Since(start).Seconds())
+			return rejected, nil
+		}
+		if !isTransient(err) {
+			return nil, err
+		}
+		s.opt.Metrics.StoreErrors.WithLabelValues(s.opt.Shard).Inc()
+		if ctx.Err() != nil {
+			s.log.Info("shutting down with an uncommitted batch; it stays pending", "entries", len(votes))
+			return nil, errStopped
+		}
+		s.log.Warn("store unavailable; retrying batch", "entries", len(votes), "err", err)
+		b.wait(ctx)
+	}
+}
+
+func (s *Shard) deadLetter(ctx context.Context, m redis.Message, reason string, cause error) {
+	s.log.Error("dead-lettering entry", "id", m.ID, "reason", reason, "err", cause)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opt.FinishTimeout)
+	defer cancel()
+	if err := s.q.DeadLetter(dctx, m, fmt.Sprintf("%s: %v", reason, cause)); err != nil {
+		s.log.Warn("dead-letter failed; entry stays pending", "id", m.ID, "err", err)
+		return
+	}
+	s.opt.Metrics.DeadLettered.WithLabelValues(s.opt.Shard, reason).Inc()
+}

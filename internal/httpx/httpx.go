@@ -1,0 +1,85 @@
+// Package httpx holds what every service's HTTP side shares: the one
+// mapping from domain errors to status codes, and serving with graceful
+// shutdown.
+package httpx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/surge-vote/surge/internal/surge"
+)
+
+// StatusOf maps an error to its HTTP status.
+func StatusOf(err error) int {
+	switch surge.ErrorCode(err) {
+	case surge.EINVALID:
+		return http.StatusBadRequest
+	case surge.ENOTFOUND:
+		return http.StatusNotFound
+	case surge.ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
+	case surge.EUNAVAILABLE:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// ErrorBody is the JSON shape of every error answer.
+type ErrorBody struct {
+	Error  string            `json:"error"`
+	Fields map[string]string `json:"fields,omitempty"`
+}
+
+// Error answers with err's status and a JSON message. Internal errors are
+// logged and hidden from the client.
+func Error(c *gin.Context, log *slog.Logger, err error) {
+	status := StatusOf(err)
+	body := ErrorBody{Error: surge.ErrorMessage(err)}
+	var e *surge.Error
+	if errors.As(err, &e) {
+		body.Fields = e.Fields
+	}
+	if status >= 500 {
+		log.Error("request failed", "method", c.Request.Method, "path", c.FullPath(), "status", status, "err", err)
+	}
+	c.AbortWithStatusJSON(status, body)
+}
+
+// Serve runs srv on ln until ctx ends, then stops accepting, lets in-flight
+// requests finish (up to grace) and returns.
+func Serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shut down %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// NewServer returns an http.Server with the timeouts every service uses.
+// ReadHeaderTimeout bounds slow clients.
+func NewServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}

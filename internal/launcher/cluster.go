@@ -1,0 +1,261 @@
+package launcher
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Options describe a local pipeline.
+type Options struct {
+	Dir       string   // state: data, logs, generated config (e.g. .surge)
+	BinDir    string   // holds the web, worker and result binaries
+	Port      int      // HAProxy's front port; 0 picks a free one
+	Shards    int      // capture shards: one Redis and one web each
+	Workers   int      // workers, each draining every shard
+	WorkerEnv []string // extra environment for workers (tests shorten claim_idle)
+	WebEnv    []string // extra environment for web instances
+}
+
+// Service is a running surge service.
+type Service struct {
+	*Proc
+	Addr string
+	spec ProcSpec
+}
+
+// Cluster is a running pipeline.
+type Cluster struct {
+	URL      string
+	Postgres *Postgres
+	Redis    []*Redis
+	Web      []*Service
+	Workers  []*Service
+	Result   *Service
+	HAProxy  *Proc
+	opt      Options
+}
+
+// Up starts the whole pipeline and waits until HAProxy sees every web
+// instance healthy. On error, whatever started is stopped.
+func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
+	if opt.Shards <= 0 || opt.Workers <= 0 {
+		return nil, errors.New("need at least one shard and one worker")
+	}
+	if opt.Dir, err = filepath.Abs(opt.Dir); err != nil {
+		return nil, err
+	}
+	logs := filepath.Join(opt.Dir, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return nil, err
+	}
+	c := &Cluster{opt: opt}
+	defer func() {
+		if err != nil {
+			c.Stop()
+		}
+	}()
+	keyFile, err := secretFile(filepath.Join(opt.Dir, "cookie.key"))
+	if err != nil {
+		return nil, err
+	}
+
+	pgPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	if c.Postgres, err = StartPostgres(ctx, filepath.Join(opt.Dir, "postgres"), pgPort); err != nil {
+		return nil, err
+	}
+	var shardAddrs []string
+	for i := range opt.Shards {
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		r, err := StartRedis(ctx, fmt.Sprintf("redis-%d", i+1), filepath.Join(opt.Dir, fmt.Sprintf("redis-%d", i+1)), port)
+		if err != nil {
+			return nil, err
+		}
+		c.Redis = append(c.Redis, r)
+		shardAddrs = append(shardAddrs, r.Addr)
+	}
+
+	pgEnv := "SURGE_POSTGRES_URL=" + c.Postgres.URL
+	result, err := c.startService(ctx, "result", "result", []string{pgEnv})
+	if err != nil {
+		return nil, err
+	}
+	c.Result = result
+	for i := range opt.Workers {
+		env := append([]string{pgEnv, "SURGE_NAME=" + fmt.Sprintf("worker-%d", i+1),
+			"SURGE_SHARDS=" + strings.Join(shardAddrs, ",")}, opt.WorkerEnv...)
+		w, err := c.startService(ctx, fmt.Sprintf("worker-%d", i+1), "worker", env)
+		if err != nil {
+			return nil, err
+		}
+		c.Workers = append(c.Workers, w)
+	}
+	for i, r := range c.Redis {
+		env := append([]string{"SURGE_REDIS_ADDR=" + r.Addr, "SURGE_COOKIE_KEYS_FILE=" + keyFile,
+			"SURGE_NODE=" + fmt.Sprintf("web-%d", i+1)}, opt.WebEnv...)
+		w, err := c.startService(ctx, fmt.Sprintf("web-%d", i+1), "web", env)
+		if err != nil {
+			return nil, err
+		}
+		c.Web = append(c.Web, w)
+	}
+
+	port := opt.Port
+	if port == 0 {
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	hc := HAProxyConfig{Bind: addr(port), Result: []string{c.Result.Addr}}
+	for _, w := range c.Web {
+		hc.Web = append(hc.Web, w.Addr)
+	}
+	if c.HAProxy, err = StartHAProxy(ctx, opt.Dir, hc); err != nil {
+		return nil, err
+	}
+	c.URL = "http://" + addr(port)
+	if err := c.waitHealthy(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// startService starts a surge binary listening on a free port.
+func (c *Cluster) startService(ctx context.Context, name, binary string, env []string) (*Service, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	spec := ProcSpec{Name: name, Path: filepath.Join(c.opt.BinDir, binary),
+		Log: filepath.Join(c.opt.Dir, "logs", name+".log"),
+		Env: append([]string{"SURGE_LISTEN=" + addr(port)}, env...)}
+	p, err := StartProc(spec)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{Proc: p, Addr: addr(port), spec: spec}
+	if err := WaitTCP(ctx, s.Addr, p); err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("%w\n%s", err, tail(spec.Log, 3000))
+	}
+	return s, nil
+}
+
+// Restart starts a stopped or killed service again with the same settings.
+func (c *Cluster) Restart(ctx context.Context, s *Service) error {
+	<-s.Done()
+	p, err := StartProc(s.spec)
+	if err != nil {
+		return err
+	}
+	s.Proc = p
+	return WaitTCP(ctx, s.Addr, p)
+}
+
+// waitHealthy waits until every web instance and the result service answer
+// their health checks through HAProxy's view of them.
+func (c *Cluster) waitHealthy(ctx context.Context) error {
+	targets := []string{c.Result.Addr}
+	for _, w := range c.Web {
+		targets = append(targets, w.Addr)
+	}
+	for _, t := range targets {
+		for {
+			resp, err := http.Get("http://" + t + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("wait for %s to be healthy: %w", t, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	// HAProxy marks servers up after `rise` checks; wait until a request
+	// through it succeeds.
+	for {
+		resp, err := http.Get(c.URL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for haproxy: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Stop stops everything in order: the front door first, so no request
+// arrives at a stopping frontend, then the frontends (which answer their
+// in-flight requests), the workers (which finish their batches), the
+// result service, and the stores last.
+func (c *Cluster) Stop() error {
+	var errs []error
+	stop := func(p *Proc) {
+		if p != nil {
+			if err := p.Stop(15 * time.Second); err != nil && !isSignalExit(err) {
+				errs = append(errs, fmt.Errorf("%s: %w", p.Name, err))
+			}
+		}
+	}
+	stop(c.HAProxy)
+	for _, w := range c.Web {
+		stop(w.Proc)
+	}
+	for _, w := range c.Workers {
+		stop(w.Proc)
+	}
+	if c.Result != nil {
+		stop(c.Result.Proc)
+	}
+	for _, r := range c.Redis {
+		stop(r.Proc)
+	}
+	if c.Postgres != nil {
+		if err := c.Postgres.Stop(15 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// isSignalExit reports an exit caused by a signal we sent on purpose
+// (a killed process, or HAProxy/Redis exiting on SIGTERM with a status).
+func isSignalExit(err error) bool {
+	return strings.Contains(err.Error(), "signal: killed") || strings.Contains(err.Error(), "signal: terminated")
+}
+
+// secretFile returns path, creating it with a random key if it is missing.
+func secretFile(path string) (string, error) {
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(b)+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return path, nil
+}
+

@@ -1,0 +1,224 @@
+package launcher
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Redis is a private redis-server with appendfsync always.
+type Redis struct {
+	*Proc
+	Addr string
+	Dir  string
+}
+
+// StartRedis starts redis-server on port with its AOF in dir. Started again
+// on the same dir, it replays the same AOF.
+func StartRedis(ctx context.Context, name, dir string, port int) (*Redis, error) {
+	bin, err := LookBinary("redis-server")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	logPath := filepath.Join(dir, "redis.log")
+	p, err := StartProc(ProcSpec{Name: name, Path: bin, Log: logPath, Args: []string{
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+		"--appendonly", "yes", "--appendfsync", "always", "--save", "",
+		"--protected-mode", "no", "--daemonize", "no", "--logfile", "",
+	}})
+	if err != nil {
+		return nil, err
+	}
+	r := &Redis{Proc: p, Addr: addr, Dir: dir}
+	c := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		err := c.Ping(pctx).Err()
+		cancel()
+		if err == nil {
+			return r, nil
+		}
+		select {
+		case <-ctx.Done():
+			p.Kill()
+			return nil, fmt.Errorf("wait for %s: %w", name, ctx.Err())
+		case <-p.Done():
+			return nil, fmt.Errorf("%s exited: %v\n%s", name, p.Err(), tail(logPath, 2000))
+		case <-time.After(30 * time.Millisecond):
+		}
+	}
+}
+
+// Postgres is a private PostgreSQL cluster.
+type Postgres struct {
+	*Proc
+	Port int
+	Dir  string
+	URL  string // of the surge database
+}
+
+// StartPostgres initialises a cluster in dir if there is none, starts it on
+// port, and creates the surge database. As root it runs the server as the
+// postgres user (Postgres refuses to run as root).
+func StartPostgres(ctx context.Context, dir string, port int) (*Postgres, error) {
+	binDir, err := PostgresBinDir()
+	if err != nil {
+		return nil, err
+	}
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	cred, err := postgresCredential()
+	if err != nil {
+		return nil, err
+	}
+	if cred != nil {
+		if dir, err = reachableDir(dir, cred); err != nil {
+			return nil, err
+		}
+	}
+	logPath := filepath.Join(filepath.Dir(dir), filepath.Base(dir)+".log")
+	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err != nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("postgres data dir: %w", err)
+		}
+		if cred != nil {
+			if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+				return nil, fmt.Errorf("postgres data dir: %w", err)
+			}
+		}
+		initdb, err := StartProc(ProcSpec{Name: "initdb", Path: filepath.Join(binDir, "initdb"), Log: logPath, Cred: cred,
+			Dir:  "/",
+			Args: []string{"-D", dir, "-U", "surge", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions"}})
+		if err != nil {
+			return nil, err
+		}
+		<-initdb.Done()
+		if initdb.Err() != nil {
+			return nil, fmt.Errorf("initdb: %v\n%s", initdb.Err(), tail(logPath, 2000))
+		}
+	}
+	p, err := StartProc(ProcSpec{Name: "postgres", Path: filepath.Join(binDir, "postgres"), Log: logPath, Cred: cred, Dir: "/",
+		Args: []string{"-D", dir, "-p", strconv.Itoa(port),
+			"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + dir,
+			"-c", "max_connections=300", "-c", "fsync=on", "-c", "synchronous_commit=on",
+			"-c", "shared_buffers=128MB", "-c", "log_min_messages=warning"}})
+	if err != nil {
+		return nil, err
+	}
+	pg := &Postgres{Proc: p, Port: port, Dir: dir,
+		URL: fmt.Sprintf("postgres://surge@127.0.0.1:%d/surge?sslmode=disable", port)}
+	admin := fmt.Sprintf("postgres://surge@127.0.0.1:%d/postgres?sslmode=disable", port)
+	for {
+		conn, err := pgx.Connect(ctx, admin)
+		if err == nil {
+			_, err = conn.Exec(ctx, "CREATE DATABASE surge")
+			conn.Close(ctx)
+			if err == nil || strings.Contains(err.Error(), "already exists") {
+				return pg, nil
+			}
+			p.Stop(5 * time.Second)
+			return nil, fmt.Errorf("create database: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			p.Kill()
+			return nil, fmt.Errorf("wait for postgres: %w", ctx.Err())
+		case <-p.Done():
+			return nil, fmt.Errorf("postgres exited: %v\n%s", p.Err(), tail(logPath, 2000))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Stop stops Postgres with a fast shutdown.
+func (pg *Postgres) Stop(grace time.Duration) error {
+	select {
+	case <-pg.done:
+		return nil
+	default:
+	}
+	_ = pg.cmd.Process.Signal(syscall.SIGINT) // fast shutdown
+	select {
+	case <-pg.done:
+		return nil
+	case <-time.After(grace):
+		pg.Kill()
+		return fmt.Errorf("postgres did not stop within %s; killed", grace)
+	}
+}
+
+func postgresCredential() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("running as root needs the postgres user to run Postgres: %w (run `make deps`)", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// reachableDir returns dir if the postgres user can reach it. Otherwise (a
+// checkout under /root, a 0700 temp dir) it links dir to a directory under
+// /var/tmp that it can reach, and returns that.
+func reachableDir(dir string, cred *syscall.Credential) (string, error) {
+	if traversable(filepath.Dir(dir), cred) {
+		return dir, nil
+	}
+	if target, err := os.Readlink(dir); err == nil {
+		return target, nil
+	}
+	base, err := os.MkdirTemp("/var/tmp", "surge-pg-")
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(base, 0o755); err != nil {
+		return "", err
+	}
+	target := filepath.Join(base, "data")
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Symlink(target, dir); err != nil {
+		return "", fmt.Errorf("link postgres data dir: %w", err)
+	}
+	return target, nil
+}
+
+func traversable(dir string, cred *syscall.Credential) bool {
+	for d := dir; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return false
+		}
+		sys := st.Sys().(*syscall.Stat_t)
+		mode := st.Mode().Perm()
+		ok := mode&0o001 != 0 ||
+			(sys.Uid == cred.Uid && mode&0o100 != 0) ||
+			(sys.Gid == cred.Gid && mode&0o010 != 0)
+		if !ok {
+			return false
+		}
+		if d == "/" || d == "." {
+			return true
+		}
+	}
+}

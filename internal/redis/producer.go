@@ -1,0 +1,204 @@
+// Package redis wraps the Redis Streams that carry captured entries: the
+// producer a frontend appends with, and the consumer a worker drains with.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Config locates one shard's Redis and names its stream.
+type Config struct {
+	Addr     string `mapstructure:"addr"`
+	Password string `mapstructure:"password"`
+	Stream   string `mapstructure:"stream"`
+}
+
+// DefaultStream is the stream name on every shard.
+const DefaultStream = "surge:entries"
+
+// DeadLetterStream receives entries that can never be applied.
+const DeadLetterStream = "surge:dead"
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("producer closed")
+
+// NewClient returns a go-redis client for cfg.
+func NewClient(cfg Config, poolSize int) *goredis.Client {
+	return goredis.NewClient(&goredis.Options{
+		Addr:         cfg.Addr,
+		Password:     cfg.Password,
+		PoolSize:     poolSize,
+		DialTimeout:  time.Second,
+		ReadTimeout:  3 * time.Second,
+		WriteTimeout: 3 * time.Second,
+		MaxRetries:   -1, // an XADD is not idempotent: never resend it blindly
+	})
+}
+
+// CheckDurable returns an error unless the server writes its append-only
+// file with fsync on every write, the condition for acknowledging on XADD.
+func CheckDurable(ctx context.Context, c *goredis.Client) error {
+	cfg, err := c.ConfigGet(ctx, "append*").Result()
+	if err != nil {
+		return fmt.Errorf("check redis durability: %w", err)
+	}
+	if cfg["appendonly"] != "yes" || cfg["appendfsync"] != "always" {
+		return fmt.Errorf("redis at %s is not durable: appendonly=%q appendfsync=%q, want yes/always",
+			c.Options().Addr, cfg["appendonly"], cfg["appendfsync"])
+	}
+	return nil
+}
+
+// Producer appends entries to one stream. Concurrent appends are gathered
+// into pipelines by a few collector goroutines: a collector takes what is
+// waiting (up to MaxBatch) without waiting for more, sends it as one
+// pipeline, and answers every caller with its own entry's result. With
+// appendfsync always, Redis fsyncs before it replies, so an answered
+// Append is durable.
+type Producer struct {
+	client   *goredis.Client
+	stream   string
+	maxBatch int
+	timeout  time.Duration
+	reqs     chan *appendReq
+	quit     chan struct{}
+	wg       sync.WaitGroup
+	once     sync.Once
+	observe  func(batch int)
+}
+
+type appendReq struct {
+	fields []any
+	done   chan appendResult
+}
+
+type appendResult struct {
+	id  string
+	err error
+}
+
+// ProducerOptions tune a Producer.
+type ProducerOptions struct {
+	Collectors int             // goroutines sending pipelines; default 4
+	MaxBatch   int             // entries per pipeline; default 128
+	Timeout    time.Duration   // per pipeline; default 2s
+	Observe    func(batch int) // called with each pipeline's size, for metrics
+}
+
+var reqPool = sync.Pool{New: func() any { return &appendReq{done: make(chan appendResult, 1)} }}
+
+// NewProducer starts the collectors.
+func NewProducer(client *goredis.Client, stream string, opt ProducerOptions) *Producer {
+	if opt.Collectors <= 0 {
+		opt.Collectors = 4
+	}
+	if opt.MaxBatch <= 0 {
+		opt.MaxBatch = 128
+	}
+	if opt.Timeout <= 0 {
+		opt.Timeout = 2 * time.Second
+	}
+	if opt.Observe == nil {
+		opt.Observe = func(int) {}
+	}
+	p := &Producer{
+		client: client, stream: stream, maxBatch: opt.MaxBatch, timeout: opt.Timeout,
+		reqs: make(chan *appendReq, opt.Collectors*opt.MaxBatch), quit: make(chan struct{}),
+		observe: opt.Observe,
+	}
+	for range opt.Collectors {
+		p.wg.Add(1)
+		go p.collect()
+	}
+	return p
+}
+
+// Append adds an entry and returns its stream id once Redis has written it.
+// An error means the entry's fate is unknown to the caller: it was not
+// acknowledged, so the caller must not report success.
+func (p *Producer) Append(ctx context.Context, fields []any) (string, error) {
+	r := reqPool.Get().(*appendReq)
+	r.fields = fields
+	select {
+	case p.reqs <- r:
+	case <-p.quit:
+		reqPool.Put(r)
+		return "", ErrClosed
+	case <-ctx.Done():
+		reqPool.Put(r)
+		return "", fmt.Errorf("append to %s: %w", p.stream, ctx.Err())
+	}
+	select {
+	case res := <-r.done:
+		r.fields = nil
+		reqPool.Put(r)
+		if res.err != nil {
+			return "", fmt.Errorf("append to %s: %w", p.stream, res.err)
+		}
+		return res.id, nil
+	case <-ctx.Done():
+		// The collector still owns r and will write to r.done; don't reuse it.
+		return "", fmt.Errorf("append to %s: %w", p.stream, ctx.Err())
+	}
+}
+
+// Close stops the collectors after the queued requests are answered. Call
+// it once no more Append calls can start (after the HTTP server shut down).
+func (p *Producer) Close() {
+	p.once.Do(func() { close(p.quit) })
+	p.wg.Wait()
+}
+
+func (p *Producer) collect() {
+	defer p.wg.Done()
+	batch := make([]*appendReq, 0, p.maxBatch)
+	for {
+		var first *appendReq
+		select {
+		case first = <-p.reqs:
+		case <-p.quit:
+			// Answer whatever is still queued, then stop.
+			for {
+				select {
+				case r := <-p.reqs:
+					p.send([]*appendReq{r})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	gather:
+		for len(batch) < p.maxBatch {
+			select {
+			case r := <-p.reqs:
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		p.send(batch)
+	}
+}
+
+func (p *Producer) send(batch []*appendReq) {
+	p.observe(len(batch))
+	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	defer cancel()
+	pipe := p.client.Pipeline()
+	cmds := make([]*goredis.StringCmd, len(batch))
+	for i, r := range batch {
+		cmds[i] = pipe.XAdd(ctx, &goredis.XAddArgs{Stream: p.stream, Values: r.fields})
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	for i, r := range batch {
+		id, err := cmds[i].Result()
+		r.done <- appendResult{id: id, err: err}
+	}
+}

@@ -1,0 +1,57 @@
+package surge
+
+import (
+	"regexp"
+	"slices"
+)
+
+// DefaultPollID is the poll a vote goes to when it names none.
+const DefaultPollID = "cats-vs-dogs"
+
+// Poll is a question with a fixed set of options.
+type Poll struct {
+	ID      string   `json:"id" mapstructure:"id"`
+	Title   string   `json:"title" mapstructure:"title"`
+	Options []string `json:"options" mapstructure:"options"`
+}
+
+var slugPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// ValidSlug reports whether s is usable as a poll id or option.
+func ValidSlug(s string) bool { return slugPattern.MatchString(s) }
+
+// Validate checks the poll's shape: a slug id and 2 to 10 distinct slug options.
+func (p Poll) Validate() error {
+	if !ValidSlug(p.ID) {
+		return Errorf(EINVALID, "poll id %q must be 1-63 lowercase letters, digits or dashes", p.ID)
+	}
+	if len(p.Options) < 2 || len(p.Options) > 10 {
+		return Errorf(EINVALID, "poll %q must have 2 to 10 options, has %d", p.ID, len(p.Options))
+	}
+	seen := make(map[string]bool, len(p.Options))
+	for _, o := range p.Options {
+		if !ValidSlug(o) {
+			return Errorf(EINVALID, "poll %q: option %q must be 1-63 lowercase letters, digits or dashes", p.ID, o)
+		}
+		if seen[o] {
+			return Errorf(EINVALID, "poll %q: option %q appears twice", p.ID, o)
+		}
+		seen[o] = true
+	}
+	return nil
+}
+
+// HasOption reports whether choice is one of the poll's options.
+func (p Poll) HasOption(choice string) bool { return slices.Contains(p.Options, choice) }
+
+// DefaultPolls is the built-in poll set used when config names none.
+func DefaultPolls() []Poll {
+	return []Poll{{ID: DefaultPollID, Title: "Cats or dogs?", Options: []string{"cats", "dogs"}}}
+}
+
+// Results are the counts of one poll. Every option is present, zero included.
+type Results struct {
+	Poll   string           `json:"poll"`
+	Counts map[string]int64 `json:"counts"`
+	Total  int64            `json:"total"`
+}

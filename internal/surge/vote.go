@@ -1,0 +1,105 @@
+package surge
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Vote is one captured vote as it travels through a queue.
+//
+// Which vote of a voter counts is decided by (Version, ID): the greater pair
+// wins. Version comes from the voter's signed cookie (see NextVersion), so a
+// vote cast after another one's acknowledgement always wins, whatever the
+// clocks of the frontends or the order in which shards are drained.
+type Vote struct {
+	ID      string    `json:"id"`      // event id, unique (ULID); also the receipt
+	Poll    string    `json:"poll"`    // poll id
+	Choice  string    `json:"choice"`  // one of the poll's options
+	Voter   string    `json:"voter"`   // voter id from the signed cookie
+	Version int64     `json:"version"` // voter clock, microseconds (hybrid logical clock)
+	Node    string    `json:"node"`    // hostname of the frontend that took it
+	At      time.Time `json:"at"`      // capture time, informational
+}
+
+// Validate checks that the vote is well formed. It does not check the poll.
+func (v Vote) Validate() error {
+	switch {
+	case v.ID == "" || len(v.ID) > 64:
+		return Errorf(EINVALID, "vote id must be 1-64 bytes")
+	case !ValidSlug(v.Poll):
+		return Errorf(EINVALID, "invalid poll id %q", v.Poll)
+	case !ValidSlug(v.Choice):
+		return Errorf(EINVALID, "invalid choice %q", v.Choice)
+	case v.Voter == "" || len(v.Voter) > 64:
+		return Errorf(EINVALID, "voter id must be 1-64 bytes")
+	case v.Version <= 0:
+		return Errorf(EINVALID, "version must be positive")
+	}
+	return nil
+}
+
+// Wins reports whether v supersedes a stored vote with the given version and id.
+func (v Vote) Wins(version int64, id string) bool {
+	if v.Version != version {
+		return v.Version > version
+	}
+	return v.ID > id
+}
+
+// NextVersion is the voter clock: max(now in microseconds, previous+1).
+// It only moves forward for a voter who presents the cookie of their last
+// vote, even if the next frontend's clock is behind.
+func NextVersion(now time.Time, previous int64) int64 {
+	return max(now.UnixMicro(), previous+1)
+}
+
+// Entry kinds carried by the capture queues.
+const (
+	KindVote = "vote"
+)
+
+// Stream entry field names. An entry is {kind: ..., data: <JSON payload>}.
+const (
+	FieldKind = "kind"
+	FieldData = "data"
+)
+
+// EncodeVote returns the stream fields of a vote entry.
+func EncodeVote(v Vote) ([]any, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode vote %s: %w", v.ID, err)
+	}
+	return []any{FieldKind, KindVote, FieldData, data}, nil
+}
+
+// Entry is a decoded queue entry. Exactly one payload is set.
+type Entry struct {
+	StreamID string // the id Redis gave the entry in its shard's stream
+	Kind     string
+	Vote     *Vote
+}
+
+// DecodeEntry parses the fields of a stream entry. An error means the entry
+// is poison: it will never decode, however often it is retried.
+func DecodeEntry(streamID string, fields map[string]any) (Entry, error) {
+	e := Entry{StreamID: streamID}
+	kind, _ := fields[FieldKind].(string)
+	data, _ := fields[FieldData].(string)
+	e.Kind = kind
+	switch kind {
+	case KindVote:
+		var v Vote
+		if err := json.Unmarshal([]byte(data), &v); err != nil {
+			return e, fmt.Errorf("decode vote entry %s: %w", streamID, err)
+		}
+		if err := v.Validate(); err != nil {
+			return e, fmt.Errorf("decode vote entry %s: %w", streamID, err)
+		}
+		e.Vote = &v
+		return e, nil
+	default:
+		return e, fmt.Errorf("decode entry %s: unknown kind %q", streamID, kind)
+	}
+}

@@ -1,0 +1,68 @@
+// Command result serves poll results.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/surge-vote/surge/internal/config"
+	"github.com/surge-vote/surge/internal/httpx"
+	"github.com/surge-vote/surge/internal/postgres"
+	"github.com/surge-vote/surge/internal/results"
+	"github.com/surge-vote/surge/internal/telemetry"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "result:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, _, stderr io.Writer) error {
+	cfg := results.DefaultConfig()
+	fs := pflag.NewFlagSet("result", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.String("listen", cfg.Listen, "address to listen on")
+	fs.String("node", "", "name shown on pages (default: hostname)")
+	fs.String("postgres.url", cfg.Postgres.URL, "Postgres URL")
+	if err := config.Load(&cfg, fs, args, getenv); err != nil {
+		return err
+	}
+	if cfg.Node == "" {
+		cfg.Node, _ = os.Hostname()
+	}
+	log := telemetry.NewLogger(stderr, cfg.LogLevel, "result")
+	db, err := postgres.Open(ctx, cfg.Postgres)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.WaitReady(ctx); err != nil {
+		return nil // shut down while waiting
+	}
+	if err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	if err := db.EnsurePolls(ctx, cfg.Polls); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "node", cfg.Node)
+	err = httpx.Serve(ctx, httpx.NewServer(results.New(cfg.Node, db, log).Handler()), ln, 10*time.Second)
+	log.Info("stopped")
+	return err
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the servers surge runs locally, from Debian's packages, when missing.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+have redis-server || need+=(redis-server)
+have haproxy || need+=(haproxy)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+id postgres >/dev/null 2>&1 || need+=(postgresql)
+for pkg in "$@"; do
+  case "$pkg" in
+    chromium) have chromium || need+=(chromium) ;;
+    *) have "$pkg" || need+=("$pkg") ;;
+  esac
+done
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "installing from Debian's packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# The packages start system-wide services; surge runs private instances instead.
+for svc in redis-server haproxy postgresql; do
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  else
+    $sudo service "$svc" stop >/dev/null 2>&1 || true
+  fi
+done

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/surge-vote/surge/internal/launcher"
+)
+
+func runCommand(getenv func(string) string) *cobra.Command {
+	opt := launcher.Options{Dir: ".surge", Shards: 2, Workers: 2, Port: 8080}
+	if p, err := strconv.Atoi(getenv("PORT")); err == nil {
+		opt.Port = p
+	}
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Start the whole pipeline on this machine until interrupted",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if opt.BinDir == "" {
+				self, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				opt.BinDir = filepath.Dir(self)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "starting %d shards, %d workers, postgres, haproxy (state in %s)...\n", opt.Shards, opt.Workers, opt.Dir)
+			c, err := launcher.Up(ctx, opt)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "\nsurge is up:\n  vote     %s/\n  results  %s/results\n  API      %s/results/api/polls/cats-vs-dogs\n  logs     %s\n\nPress Ctrl-C to stop.\n",
+				c.URL, c.URL, c.URL, filepath.Join(opt.Dir, "logs"))
+			<-ctx.Done()
+			fmt.Fprintln(out, "\nstopping...")
+			start := time.Now()
+			if err := c.Stop(); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "stopped cleanly in %s\n", time.Since(start).Round(time.Millisecond))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opt.Dir, "dir", opt.Dir, "state directory (data, logs, generated config)")
+	f.StringVar(&opt.BinDir, "bin", "", "directory holding the web, worker and result binaries (default: next to this one)")
+	f.IntVar(&opt.Port, "port", opt.Port, "HAProxy's front port on 127.0.0.1 (default $PORT or 8080)")
+	f.IntVar(&opt.Shards, "shards", opt.Shards, "capture shards (Redis + web each)")
+	f.IntVar(&opt.Workers, "workers", opt.Workers, "workers")
+	return cmd
+}
