@@ -258,4 +258,3 @@ func secretFile(path string) (string, error) {
 	}
 	return path, nil
 }
-

@@ -1,0 +1,258 @@
+// Package e2e drives the whole pipeline, started by the same launcher as
+// `make run`, over HTTP through HAProxy.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/surge-vote/surge/internal/launcher"
+	"github.com/surge-vote/surge/internal/redis"
+	"github.com/surge-vote/surge/internal/surge"
+	"github.com/surge-vote/surge/internal/testenv"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	if !testingShort() {
+		dir, err := testenv.BuildBinaries()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		binDir = dir
+	}
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+func testingShort() bool {
+	for _, a := range os.Args {
+		if a == "-test.short=true" || a == "-test.short" {
+			return true
+		}
+	}
+	return false
+}
+
+func up(t *testing.T, shards, workers int) *launcher.Cluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end (skipped in -short)")
+	}
+	dir, err := os.MkdirTemp("", "surge-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c, err := launcher.Up(ctx, launcher.Options{
+		Dir: dir, BinDir: binDir, Shards: shards, Workers: workers,
+		// Reclaim a dead worker's entries quickly.
+		WorkerEnv: []string{"SURGE_CLAIM_IDLE=2s", "SURGE_CLAIM_EVERY=250ms", "SURGE_TRIM_EVERY=500ms", "SURGE_BATCH_SIZE=200"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Stop()
+		if t.Failed() {
+			t.Logf("state and logs kept in %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	return c
+}
+
+type voterClient struct {
+	http   *http.Client
+	final  string
+	first  string // node that took the first vote
+	accept int
+}
+
+func vote(t *testing.T, client *http.Client, base, choice string) (node string, status int) {
+	req, _ := http.NewRequest("POST", base+"/vote", strings.NewReader(`{"poll":"cats-vs-dogs","choice":"`+choice+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", 0
+	}
+	defer resp.Body.Close()
+	var rec struct{ Node, Choice string }
+	json.NewDecoder(resp.Body).Decode(&rec)
+	return rec.Node, resp.StatusCode
+}
+
+// 2,000 voters vote through HAProxy; half of them then change their vote on
+// the other frontend (the other shard). A worker is SIGKILLed halfway. Once
+// the queues drain, the results equal exactly what was acknowledged.
+func TestEveryAcknowledgedVoteCountedExactlyOnce(t *testing.T) {
+	c := up(t, 2, 2)
+	const voters = 2000
+	transport := &http.Transport{MaxIdleConnsPerHost: 64}
+	nodeAddr := map[string]string{}
+	for i, w := range c.Web {
+		nodeAddr[fmt.Sprintf("web-%d", i+1)] = "http://" + w.Addr
+	}
+
+	vs := make([]*voterClient, voters)
+	for i := range vs {
+		jar, _ := cookiejar.New(nil)
+		vs[i] = &voterClient{http: &http.Client{Jar: jar, Transport: transport, Timeout: 10 * time.Second}}
+	}
+	var done atomic.Int64
+	killed := make(chan struct{})
+	var stranded int64
+	go func() {
+		defer close(killed)
+		for done.Load() < voters/2 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		// SIGKILL worker-1 mid-run, at a moment it holds unacknowledged entries.
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			if stranded = pendingOf(c, "worker-1"); stranded > 0 {
+				break
+			}
+		}
+		c.Workers[0].Kill()
+		stranded = pendingOf(c, "worker-1")
+	}()
+
+	work := func(f func(i int)) {
+		var wg sync.WaitGroup
+		next := atomic.Int64{}
+		for range 32 {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= voters {
+						return
+					}
+					f(i)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	var failures atomic.Int64
+	work(func(i int) {
+		v := vs[i]
+		choice := []string{"cats", "dogs"}[rand.IntN(2)]
+		node, status := vote(t, v.http, c.URL, choice)
+		if status != http.StatusAccepted {
+			failures.Add(1)
+			return
+		}
+		v.first, v.final = node, choice
+		done.Add(1)
+	})
+	// Half of the voters change their vote, on the other frontend.
+	work(func(i int) {
+		v := vs[i]
+		if i%2 == 1 || v.final == "" {
+			return
+		}
+		var other string
+		for node, addr := range nodeAddr {
+			if node != v.first {
+				other = addr
+			}
+		}
+		choice := map[string]string{"cats": "dogs", "dogs": "cats"}[v.final]
+		node, status := vote(t, v.http, other, choice)
+		if status != http.StatusAccepted {
+			failures.Add(1)
+			return
+		}
+		if node == v.first {
+			t.Errorf("change vote landed on the same node %s", node)
+		}
+		v.final = choice
+		done.Add(1)
+	})
+	<-killed
+	if n := failures.Load(); n != 0 {
+		t.Fatalf("%d votes were not acknowledged", n)
+	}
+
+	want := map[string]int64{"cats": 0, "dogs": 0}
+	for _, v := range vs {
+		want[v.final]++
+	}
+	waitDrained(t, c)
+	var got surge.Results
+	resp, err := http.Get(c.URL + "/results/api/polls/cats-vs-dogs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if got.Counts["cats"] != want["cats"] || got.Counts["dogs"] != want["dogs"] || got.Total != voters {
+		t.Fatalf("results %+v, want %v (total %d)", got, want, voters)
+	}
+	t.Logf("counted exactly: %v from %d voters, %d acknowledged votes; worker-1 killed holding %d unacknowledged entries",
+		want, voters, done.Load(), stranded)
+
+	// Graceful shutdown: every service exits 0 on SIGTERM.
+	for _, s := range append(append([]*launcher.Service{c.Result}, c.Web...), c.Workers[1]) {
+		if err := s.Stop(15 * time.Second); err != nil {
+			t.Errorf("%s on SIGTERM: %v", s.Name, err)
+		}
+	}
+}
+
+// pendingOf counts the entries delivered to consumer and not acknowledged.
+func pendingOf(c *launcher.Cluster, consumer string) int64 {
+	var n int64
+	for _, r := range c.Redis {
+		client := redis.NewClient(redis.Config{Addr: r.Addr}, 1)
+		p, err := client.XPendingExt(context.Background(), &goredis.XPendingExtArgs{
+			Stream: redis.DefaultStream, Group: "workers", Consumer: consumer, Start: "-", End: "+", Count: 10000,
+		}).Result()
+		if err == nil {
+			n += int64(len(p))
+		}
+		client.Close()
+	}
+	return n
+}
+
+// waitDrained waits until every shard's group has nothing pending or undelivered.
+func waitDrained(t *testing.T, c *launcher.Cluster) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for _, r := range c.Redis {
+		q := &redis.Consumer{Client: redis.NewClient(redis.Config{Addr: r.Addr}, 1), Stream: redis.DefaultStream, Group: "workers"}
+		for {
+			b, err := q.Backlog(context.Background())
+			if err == nil && b.Drained() {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("shard %s did not drain: %+v %v", r.Addr, b, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		q.Client.Close()
+	}
+}

@@ -1,0 +1,173 @@
+// Package testenv starts real Redis and Postgres servers for integration
+// tests, on free loopback ports, through the same launcher code as
+// `make run`. Tests that need them are skipped under -short.
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/surge-vote/surge/internal/launcher"
+	"github.com/surge-vote/surge/internal/postgres"
+)
+
+// Redis starts a private redis-server (appendfsync always) for the test.
+func Redis(t testing.TB) *launcher.Redis {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs redis-server (skipped in -short)")
+	}
+	port, err := launcher.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r, err := launcher.StartRedis(ctx, "redis", filepath.Join(t.TempDir(), "redis"), port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Kill() })
+	return r
+}
+
+// RestartRedis starts redis-server again on the same port and AOF.
+func RestartRedis(t testing.TB, r *launcher.Redis) *launcher.Redis {
+	t.Helper()
+	<-r.Done()
+	_, portStr, _ := cutLast(r.Addr, ":")
+	var port int
+	fmt.Sscan(portStr, &port)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r2, err := launcher.StartRedis(ctx, "redis", r.Dir, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r2.Kill() })
+	return r2
+}
+
+func cutLast(s, sep string) (string, string, bool) {
+	for i := len(s) - len(sep); i >= 0; i-- {
+		if s[i:i+len(sep)] == sep {
+			return s[:i], s[i+len(sep):], true
+		}
+	}
+	return s, "", false
+}
+
+// RedisClient returns a client for r, closed at cleanup.
+func RedisClient(t testing.TB, r *launcher.Redis) *goredis.Client {
+	c := goredis.NewClient(&goredis.Options{Addr: r.Addr})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+var (
+	pgOnce   sync.Once
+	pgServer *launcher.Postgres
+	pgErr    error
+	dbSeq    atomic.Int64
+)
+
+// Postgres returns a fresh, migrated database on a Postgres server shared by
+// the test binary. Call StopPostgres from TestMain.
+func Postgres(t testing.TB) *postgres.DB {
+	t.Helper()
+	url := PostgresURL(t)
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, postgres.Config{URL: url, MaxConns: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// PostgresURL returns the URL of a fresh, empty database.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs postgres (skipped in -short)")
+	}
+	pgOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "surge-test-pg-")
+		if err != nil {
+			pgErr = err
+			return
+		}
+		os.Chmod(dir, 0o755)
+		port, err := launcher.FreePort()
+		if err != nil {
+			pgErr = err
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		pgServer, pgErr = launcher.StartPostgres(ctx, filepath.Join(dir, "data"), port)
+	})
+	if pgErr != nil {
+		t.Fatal(pgErr)
+	}
+	name := fmt.Sprintf("test_%d_%d", os.Getpid(), dbSeq.Add(1))
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://surge@127.0.0.1:%d/postgres?sslmode=disable", pgServer.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("postgres://surge@127.0.0.1:%d/%s?sslmode=disable", pgServer.Port, name)
+}
+
+// StopPostgres stops the shared server and removes its data. Call it at the
+// end of TestMain.
+func StopPostgres() {
+	if pgServer != nil {
+		pgServer.Stop(10 * time.Second)
+		os.RemoveAll(filepath.Dir(pgServer.Dir))
+	}
+}
+
+// BuildBinaries builds the web, worker and result commands into a temporary
+// directory and returns it.
+func BuildBinaries() (string, error) {
+	dir, err := os.MkdirTemp("", "surge-bin-")
+	if err != nil {
+		return "", err
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./web", "./worker", "./result")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return dir, nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Dir(string(out[:len(out)-1])), nil
+}
