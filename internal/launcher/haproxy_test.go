@@ -1,0 +1,48 @@
+package launcher
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestHAProxyConfigIsValid(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  HAProxyConfig
+		want []string
+	}{
+		{"two shards", HAProxyConfig{Bind: "127.0.0.1:8080", Web: []string{"127.0.0.1:1", "127.0.0.1:2"}, Result: []string{"127.0.0.1:3"}},
+			[]string{"balance roundrobin", "option httpchk GET /healthz", "server web0 127.0.0.1:1 check", "server web1 127.0.0.1:2 check",
+				"use_backend result if to_results", "server result0 127.0.0.1:3 check"}},
+		{"with admin", HAProxyConfig{Bind: "127.0.0.1:8080", Web: []string{"127.0.0.1:1"}, Result: []string{"127.0.0.1:3"}, Admin: []string{"127.0.0.1:4"}},
+			[]string{"use_backend admin if to_admin", "server admin0 127.0.0.1:4 check"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			text, err := RenderHAProxy(tt.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(string(text), w) {
+					t.Errorf("config lacks %q:\n%s", w, text)
+				}
+			}
+			if testing.Short() {
+				return
+			}
+			bin, err := LookBinary("haproxy")
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "haproxy.cfg")
+			os.WriteFile(path, text, 0o644)
+			if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {
+				t.Fatalf("haproxy -c: %v\n%s", err, out)
+			}
+		})
+	}
+}

@@ -1,0 +1,115 @@
+package results_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/surge-vote/surge/internal/postgres"
+	"github.com/surge-vote/surge/internal/results"
+	"github.com/surge-vote/surge/internal/surge"
+	"github.com/surge-vote/surge/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.StopPostgres()
+	os.Exit(code)
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestResultsAPIAndPage(t *testing.T) {
+	db := testenv.Postgres(t)
+	ctx := context.Background()
+	polls := []surge.Poll{
+		surge.DefaultPolls()[0],
+		{ID: "tea", Title: `Tea <script>alert("x")</script>`, Options: []string{"yes", "no", "maybe"}},
+	}
+	if err := db.EnsurePolls(ctx, polls); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ApplyVotes(ctx, []surge.Vote{
+		{ID: "1", Poll: "cats-vs-dogs", Choice: "cats", Voter: "a", Version: 1},
+		{ID: "2", Poll: "cats-vs-dogs", Choice: "cats", Voter: "b", Version: 1},
+		{ID: "3", Poll: "cats-vs-dogs", Choice: "dogs", Voter: "c", Version: 1},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(results.New("result-<1>", db, slog.New(slog.DiscardHandler)).Handler())
+	defer ts.Close()
+
+	tests := []struct {
+		path   string
+		status int
+		want   surge.Results
+	}{
+		{"/results/api/polls/cats-vs-dogs", 200, surge.Results{Poll: "cats-vs-dogs", Counts: map[string]int64{"cats": 2, "dogs": 1}, Total: 3}},
+		{"/results/api/polls/tea", 200, surge.Results{Poll: "tea", Counts: map[string]int64{"yes": 0, "no": 0, "maybe": 0}, Total: 0}},
+		{"/results/api/polls/nope", 404, surge.Results{}},
+	}
+	for _, tt := range tests {
+		status, body := get(t, ts.URL+tt.path)
+		if status != tt.status {
+			t.Fatalf("%s: status %d, body %s", tt.path, status, body)
+		}
+		if status != 200 {
+			continue
+		}
+		var got surge.Results
+		json.Unmarshal([]byte(body), &got)
+		if got.Poll != tt.want.Poll || got.Total != tt.want.Total || len(got.Counts) != len(tt.want.Counts) {
+			t.Fatalf("%s: %+v, want %+v", tt.path, got, tt.want)
+		}
+		for k, v := range tt.want.Counts {
+			if got.Counts[k] != v {
+				t.Fatalf("%s: %+v, want %+v", tt.path, got, tt.want)
+			}
+		}
+	}
+
+	status, page := get(t, ts.URL+"/results")
+	if status != 200 {
+		t.Fatalf("page status %d", status)
+	}
+	for _, want := range []string{`>result-&lt;1&gt;<`, "Tea &lt;script&gt;", `<strong class="total">3</strong>`, "2 (66.7%)", "0 (0.0%)"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, `<script>alert`) {
+		t.Error("page renders unescaped data")
+	}
+}
+
+func TestHealthFailsWithoutDatabase(t *testing.T) {
+	// Nothing listens on port 1.
+	db, err := postgres.Open(context.Background(), postgres.Config{URL: "postgres://surge@127.0.0.1:1/surge?sslmode=disable&connect_timeout=1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ts := httptest.NewServer(results.New("r", db, slog.New(slog.DiscardHandler)).Handler())
+	defer ts.Close()
+	if status, _ := get(t, ts.URL+"/healthz"); status != 503 {
+		t.Fatalf("healthz %d without a database", status)
+	}
+	if status, body := get(t, ts.URL+"/results/api/polls/cats-vs-dogs"); status != 503 {
+		t.Fatalf("results %d without a database: %s", status, body)
+	}
+}
