@@ -16,6 +16,7 @@ import (
 	"github.com/surge-vote/surge/internal/config"
 	"github.com/surge-vote/surge/internal/httpx"
 	"github.com/surge-vote/surge/internal/postgres"
+	"github.com/surge-vote/surge/internal/redis"
 	"github.com/surge-vote/surge/internal/results"
 	"github.com/surge-vote/surge/internal/telemetry"
 )
@@ -36,6 +37,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	fs.String("listen", cfg.Listen, "address to listen on")
 	fs.String("node", "", "name shown on pages (default: hostname)")
 	fs.String("postgres.url", cfg.Postgres.URL, "Postgres URL")
+	fs.StringSlice("shards", cfg.Shards, "every shard's Redis address (for pending orders)")
 	if err := config.Load(&cfg, fs, args, getenv); err != nil {
 		return err
 	}
@@ -62,7 +64,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return fmt.Errorf("listen: %w", err)
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "node", cfg.Node)
-	err = httpx.Serve(ctx, httpx.NewServer(results.New(cfg.Node, db, log).Handler()), ln, 10*time.Second)
+	var markers redis.OrderMarkers
+	for _, addr := range cfg.Shards {
+		c := redis.NewClient(redis.Config{Addr: addr, Password: cfg.RedisPassword}, 4)
+		defer c.Close()
+		markers.Clients = append(markers.Clients, c)
+	}
+	err = httpx.Serve(ctx, httpx.NewServer(results.New(cfg.Node, db, markers, log).Handler()), ln, 10*time.Second)
 	log.Info("stopped")
 	return err
 }

@@ -35,8 +35,8 @@ func runCommand(getenv func(string) string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "\nsurge is up:\n  vote     %s/\n  results  %s/results\n  API      %s/results/api/polls/cats-vs-dogs\n  logs     %s\n\nPress Ctrl-C to stop.\n",
-				c.URL, c.URL, c.URL, filepath.Join(opt.Dir, "logs"))
+			fmt.Fprintf(out, "\nsurge is up:\n  vote     %s/\n  results  %s/results\n  API      %s/results/api/polls/cats-vs-dogs\n  items    %s/api/items\n  admin    %s/admin  (user %s, password %s)\n  logs     %s\n\nPress Ctrl-C to stop.\n",
+				c.URL, c.URL, c.URL, c.URL, c.URL, c.AdminUser, c.AdminPassword, filepath.Join(opt.Dir, "logs"))
 			<-ctx.Done()
 			fmt.Fprintln(out, "\nstopping...")
 			start := time.Now()

@@ -33,6 +33,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	cfg := capture.DefaultConfig()
 	fs := pflag.NewFlagSet("web", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.String("mode", cfg.Mode, "capture (the public frontend) or admin")
 	fs.String("listen", cfg.Listen, "address to listen on")
 	fs.String("node", "", "name shown on pages and receipts (default: hostname)")
 	fs.String("redis.addr", cfg.Redis.Addr, "this shard's Redis")
@@ -42,7 +43,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if cfg.Node == "" {
 		cfg.Node, _ = os.Hostname()
 	}
-	log := telemetry.NewLogger(stderr, cfg.LogLevel, "web")
+	log := telemetry.NewLogger(stderr, cfg.LogLevel, "web").With("mode", cfg.Mode)
 	srv, err := capture.New(ctx, cfg, capture.Options{Logger: log})
 	if err != nil {
 		return err
@@ -52,7 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "node", cfg.Node, "redis", cfg.Redis.Addr)
+	log.Info("listening", "addr", ln.Addr().String(), "node", cfg.Node)
 	err = httpx.Serve(ctx, httpx.NewServer(srv.Handler()), ln, 10*time.Second)
 	log.Info("stopped")
 	return err

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -16,7 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/surge-vote/surge/internal/catalog"
 	"github.com/surge-vote/surge/internal/httpx"
+	"github.com/surge-vote/surge/internal/postgres"
 	"github.com/surge-vote/surge/internal/redis"
 	"github.com/surge-vote/surge/internal/surge"
 	"github.com/surge-vote/surge/internal/telemetry"
@@ -24,25 +27,40 @@ import (
 	"github.com/surge-vote/surge/internal/voter"
 )
 
+// Modes of the web binary.
+const (
+	ModeCapture = "capture" // the public frontend: votes, orders, catalogue
+	ModeAdmin   = "admin"   // the admin service behind /admin
+)
+
 // Config is the web service's configuration.
 type Config struct {
-	Listen         string        `mapstructure:"listen"`
-	Node           string        `mapstructure:"node"` // shown on pages and in receipts; defaults to the hostname
-	Redis          redis.Config  `mapstructure:"redis"`
-	RequireDurable bool          `mapstructure:"require_durable"` // refuse a Redis without appendfsync always
-	CookieKeys     []string      `mapstructure:"cookie_keys"`     // secret; the first signs, all verify
-	CookieSecure   bool          `mapstructure:"cookie_secure"`   // set behind TLS
-	Polls          []surge.Poll  `mapstructure:"polls"`
-	MaxBody        int64         `mapstructure:"max_body"`
-	AppendTimeout  time.Duration `mapstructure:"append_timeout"`
-	Collectors     int           `mapstructure:"collectors"`
-	MaxBatch       int           `mapstructure:"max_batch"`
-	LogLevel       string        `mapstructure:"log_level"`
+	Mode           string          `mapstructure:"mode"`
+	Postgres       postgres.Config `mapstructure:"postgres"` // catalogue and polls (capture), writes (admin)
+	AdminUser      string          `mapstructure:"admin_user"`
+	AdminPassword  string          `mapstructure:"admin_password"` // secret
+	OrderKeyTTL    time.Duration   `mapstructure:"order_key_ttl"`  // how long a repeated order_id is recognised on a shard
+	Listen         string          `mapstructure:"listen"`
+	Node           string          `mapstructure:"node"` // shown on pages and in receipts; defaults to the hostname
+	Redis          redis.Config    `mapstructure:"redis"`
+	RequireDurable bool            `mapstructure:"require_durable"` // refuse a Redis without appendfsync always
+	CookieKeys     []string        `mapstructure:"cookie_keys"`     // secret; the first signs, all verify
+	CookieSecure   bool            `mapstructure:"cookie_secure"`   // set behind TLS
+	Polls          []surge.Poll    `mapstructure:"polls"`
+	MaxBody        int64           `mapstructure:"max_body"`
+	AppendTimeout  time.Duration   `mapstructure:"append_timeout"`
+	Collectors     int             `mapstructure:"collectors"`
+	MaxBatch       int             `mapstructure:"max_batch"`
+	LogLevel       string          `mapstructure:"log_level"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
+		Mode:           ModeCapture,
+		Postgres:       postgres.Config{MaxConns: 4},
+		AdminUser:      "admin",
+		OrderKeyTTL:    7 * 24 * time.Hour,
 		Listen:         "127.0.0.1:8081",
 		Redis:          redis.Config{Addr: "127.0.0.1:6379", Stream: redis.DefaultStream},
 		RequireDurable: true,
@@ -55,18 +73,24 @@ func DefaultConfig() Config {
 	}
 }
 
-// Server is the capture frontend.
+// Server is the capture frontend, or the admin service in admin mode.
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	polls    map[string]surge.Poll
+	db       *postgres.DB   // nil without postgres.url
+	catalog  *catalog.Cache // nil without postgres.url
+	static   map[string]surge.Poll
+	stop     context.CancelFunc
+	bg       sync.WaitGroup
 	signer   *voter.Signer
 	client   *goredis.Client
 	producer *redis.Producer
 	now      func() time.Time
 	reg      *prometheus.Registry
 	votes    *prometheus.CounterVec
+	orders   prometheus.Counter
 	engine   *gin.Engine
+	handler  http.Handler // engine, wrapped where needed
 }
 
 // Options are a Server's collaborators that are not configuration.
@@ -83,6 +107,12 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
+	}
+	if cfg.Mode == ModeAdmin {
+		return newAdmin(ctx, cfg, opt)
+	}
+	if cfg.Mode != ModeCapture {
+		return nil, fmt.Errorf("web: mode %q is neither %q nor %q", cfg.Mode, ModeCapture, ModeAdmin)
 	}
 	if len(cfg.CookieKeys) == 0 {
 		return nil, errors.New("web: no cookie_keys configured (SURGE_COOKIE_KEYS or SURGE_COOKIE_KEYS_FILE)")
@@ -117,8 +147,12 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 			return nil, fmt.Errorf("web: %w", err)
 		}
 	}
-	s := &Server{cfg: cfg, log: opt.Logger, polls: polls, signer: signer, client: client, now: opt.Now,
+	s := &Server{cfg: cfg, log: opt.Logger, static: polls, signer: signer, client: client, now: opt.Now,
 		reg: telemetry.NewRegistry()}
+	if err := s.openCatalog(cfg); err != nil {
+		client.Close()
+		return nil, err
+	}
 	s.votes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "surge_votes_captured_total", Help: "Votes acknowledged with 202, by poll.",
 	}, []string{"poll"})
@@ -126,7 +160,10 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		Name: "surge_capture_pipeline_size", Help: "Entries per XADD pipeline.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 9),
 	})
-	s.reg.MustRegister(s.votes, batch)
+	s.orders = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "surge_orders_captured_total", Help: "Orders acknowledged with 202 (repeats excluded).",
+	})
+	s.reg.MustRegister(s.votes, s.orders, batch)
 	s.producer = redis.NewProducer(client, cfg.Redis.Stream, redis.ProducerOptions{
 		Collectors: cfg.Collectors, MaxBatch: cfg.MaxBatch, Timeout: cfg.AppendTimeout,
 		Observe: func(n int) { batch.Observe(float64(n)) },
@@ -136,13 +173,58 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 }
 
 // Handler returns the HTTP handler.
-func (s *Server) Handler() http.Handler { return s.engine }
+func (s *Server) Handler() http.Handler {
+	if s.handler != nil {
+		return s.handler
+	}
+	return s.engine
+}
 
-// Close stops the producer and closes the Redis client. Call it after the
-// HTTP server has shut down, so every in-flight vote is answered first.
+// openCatalog connects the catalogue and poll cache to Postgres, if one is
+// configured, and keeps it in step in the background. Capture itself never
+// waits for Postgres.
+func (s *Server) openCatalog(cfg Config) error {
+	if cfg.Postgres.URL == "" {
+		return nil
+	}
+	db, err := postgres.Open(context.Background(), cfg.Postgres)
+	if err != nil {
+		return fmt.Errorf("web: %w", err)
+	}
+	s.db = db
+	s.catalog = catalog.New(db, cfg.Polls, s.log)
+	s.reg.MustRegister(s.catalog.Loads)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	s.bg.Go(func() { s.catalog.Run(ctx, db) })
+	return nil
+}
+
+// poll finds a poll by id among the configured and stored polls.
+func (s *Server) poll(id string) (surge.Poll, bool) {
+	if s.catalog != nil {
+		return s.catalog.Poll(id)
+	}
+	p, ok := s.static[id]
+	return p, ok
+}
+
+// Close stops the producer, the cache and the clients. Call it after the
+// HTTP server has shut down, so every in-flight request is answered first.
 func (s *Server) Close() {
-	s.producer.Close()
-	s.client.Close()
+	if s.producer != nil {
+		s.producer.Close()
+	}
+	if s.client != nil {
+		s.client.Close()
+	}
+	if s.stop != nil {
+		s.stop()
+	}
+	s.bg.Wait()
+	if s.db != nil {
+		s.db.Close()
+	}
 }
 
 func (s *Server) routes() *gin.Engine {
@@ -154,6 +236,8 @@ func (s *Server) routes() *gin.Engine {
 	}))
 	r.Use(telemetry.HTTPMetrics(s.reg, "web"))
 	r.POST("/vote", s.postVote)
+	r.POST("/orders", s.postOrder)
+	r.GET("/api/items", s.getItems)
 	r.GET("/", s.getVotePage)
 	r.GET("/polls/:poll", s.getVotePage)
 	r.GET("/healthz", s.getHealth)
@@ -182,7 +266,7 @@ func (s *Server) postVote(c *gin.Context) {
 	if req.Poll == "" {
 		req.Poll = surge.DefaultPollID
 	}
-	poll, ok := s.polls[req.Poll]
+	poll, ok := s.poll(req.Poll)
 	if !ok {
 		httpx.Error(c, s.log, surge.Errorf(surge.EINVALID, "unknown poll %q", req.Poll))
 		return
@@ -236,7 +320,7 @@ func (s *Server) getVotePage(c *gin.Context) {
 	if id == "" {
 		id = surge.DefaultPollID
 	}
-	poll, ok := s.polls[id]
+	poll, ok := s.poll(id)
 	if !ok {
 		httpx.Error(c, s.log, surge.Errorf(surge.ENOTFOUND, "unknown poll %q", id))
 		return

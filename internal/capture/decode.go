@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"unicode/utf8"
 
 	"github.com/surge-vote/surge/internal/surge"
@@ -20,46 +21,62 @@ type voteRequest struct {
 
 // decodeVote reads a vote from a JSON or form body of at most limit bytes.
 func decodeVote(r *http.Request, limit int64) (voteRequest, error) {
-	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil {
-		return voteRequest{}, surge.Errorf(surge.EINVALID, "Content-Type must be application/json or application/x-www-form-urlencoded")
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return voteRequest{}, surge.Errorf(surge.ETOOLARGE, "body is larger than %d bytes", limit)
-		}
-		return voteRequest{}, surge.Errorf(surge.EINVALID, "cannot read body")
-	}
-	if !utf8.Valid(body) {
-		return voteRequest{}, surge.Errorf(surge.EINVALID, "body is not valid UTF-8")
-	}
 	var req voteRequest
-	switch mediaType {
-	case "application/json":
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			return voteRequest{}, surge.Errorf(surge.EINVALID, "invalid JSON: %v", err)
-		}
-		if dec.More() {
-			return voteRequest{}, surge.Errorf(surge.EINVALID, "invalid JSON: trailing data")
-		}
-	case "application/x-www-form-urlencoded":
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
-		if err := r.ParseForm(); err != nil {
-			return voteRequest{}, surge.Errorf(surge.EINVALID, "invalid form: %v", err)
-		}
-		req = voteRequest{Poll: r.PostForm.Get("poll"), Choice: r.PostForm.Get("choice"), form: true}
-	default:
-		return voteRequest{}, surge.Errorf(surge.EINVALID, "Content-Type must be application/json or application/x-www-form-urlencoded")
+	form, err := decodeBody(r, limit, &req)
+	if err != nil {
+		return voteRequest{}, err
+	}
+	if form != nil {
+		req = voteRequest{Poll: form.Get("poll"), Choice: form.Get("choice"), form: true}
 	}
 	if req.Choice == "" {
 		return voteRequest{}, surge.Errorf(surge.EINVALID, "choice is required")
 	}
 	return req, nil
+}
+
+const mediaTypes = "Content-Type must be application/json or application/x-www-form-urlencoded"
+
+// decodeBody reads a body of at most limit bytes. JSON is decoded strictly
+// into dst (unknown fields and trailing data are errors, numbers stay
+// json.Number); a form is returned instead.
+func decodeBody(r *http.Request, limit int64, dst any) (url.Values, error) {
+	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return nil, surge.Errorf(surge.EINVALID, mediaTypes)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, surge.Errorf(surge.ETOOLARGE, "body is larger than %d bytes", limit)
+		}
+		return nil, surge.Errorf(surge.EINVALID, "cannot read body")
+	}
+	if !utf8.Valid(body) {
+		return nil, surge.Errorf(surge.EINVALID, "body is not valid UTF-8")
+	}
+	switch mediaType {
+	case "application/json":
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		dec.UseNumber()
+		if err := dec.Decode(dst); err != nil {
+			return nil, surge.Errorf(surge.EINVALID, "invalid JSON: %v", err)
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return nil, surge.Errorf(surge.EINVALID, "invalid JSON: trailing data after the value")
+		}
+		return nil, nil
+	case "application/x-www-form-urlencoded":
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, surge.Errorf(surge.EINVALID, "invalid form: %v", err)
+		}
+		return form, nil
+	default:
+		return nil, surge.Errorf(surge.EINVALID, mediaTypes)
+	}
 }
 
 func wantsHTML(r *http.Request) bool {

@@ -14,10 +14,11 @@ import (
 	"github.com/surge-vote/surge/internal/surge"
 )
 
-// Store applies votes. ApplyVotes commits in one transaction and returns the
-// votes it refused for good (unknown poll or option).
+// Store applies entries. Apply commits votes and orders in one transaction
+// and returns the votes it refused for good (unknown poll or option). An
+// order for an unknown item is an outcome (rejected), not a refusal.
 type Store interface {
-	ApplyVotes(ctx context.Context, votes []surge.Vote) (rejected []surge.Vote, err error)
+	Apply(ctx context.Context, votes []surge.Vote, orders []surge.Order) (rejected []surge.Vote, outcomes []surge.OrderOutcome, err error)
 }
 
 // Queue is one shard's stream seen through a consumer group.
@@ -199,9 +200,7 @@ func (s *Shard) retry(ctx context.Context, what string, f func() error) error {
 // process applies a batch and acknowledges it. It returns errStopped if
 // shutdown began before the batch could be committed.
 func (s *Shard) process(ctx context.Context, msgs []redis.Message) error {
-	var votes []surge.Vote
-	var ids []string
-	var suspects []pendingVote
+	var batch, suspects []pending
 	for _, m := range msgs {
 		if m.Values == nil { // deleted from the stream; nothing left to apply
 			s.log.Warn("pending entry no longer in stream", "id", m.ID)
@@ -213,68 +212,60 @@ func (s *Shard) process(ctx context.Context, msgs []redis.Message) error {
 			s.deadLetter(ctx, m, "undecodable", err)
 			continue
 		}
+		p := pending{m, e}
 		if m.Deliveries > s.opt.MaxDeliveries {
-			suspects = append(suspects, pendingVote{m, *e.Vote})
-			continue
+			suspects = append(suspects, p)
+		} else {
+			batch = append(batch, p)
 		}
-		votes = append(votes, *e.Vote)
-		ids = append(ids, m.ID)
 	}
-	byID := make(map[string]redis.Message, len(msgs))
-	for _, m := range msgs {
-		byID[m.ID] = m
-	}
-	if len(votes) > 0 {
-		rejected, err := s.apply(ctx, votes)
+	if len(batch) > 0 {
+		rejected, err := s.apply(ctx, batch)
 		switch {
 		case errors.Is(err, errStopped):
 			return err
 		case err != nil:
 			// A permanent failure: find the entries that cause it.
-			s.log.Warn("batch failed; applying entries one by one", "entries", len(votes), "err", err)
-			for i, v := range votes {
-				suspects = append(suspects, pendingVote{byID[ids[i]], v})
-			}
+			s.log.Warn("batch failed; applying entries one by one", "entries", len(batch), "err", err)
+			suspects = append(suspects, batch...)
 		default:
-			s.finishApplied(ctx, ids, rejected, byID)
+			s.finishApplied(ctx, batch, rejected)
 		}
 	}
 	for _, p := range suspects {
-		rejected, err := s.apply(ctx, []surge.Vote{p.vote})
+		one := []pending{p}
+		rejected, err := s.apply(ctx, one)
 		switch {
 		case errors.Is(err, errStopped):
 			return err
 		case err != nil:
 			s.deadLetter(ctx, p.msg, "failed", err)
 		default:
-			s.finishApplied(ctx, []string{p.msg.ID}, rejected, byID)
+			s.finishApplied(ctx, one, rejected)
 		}
 	}
 	return nil
 }
 
-type pendingVote struct {
-	msg  redis.Message
-	vote surge.Vote
+// pending is a decoded entry awaiting its commit.
+type pending struct {
+	msg   redis.Message
+	entry surge.Entry
 }
 
-// finishApplied dead-letters the rejected votes and acknowledges the rest.
-func (s *Shard) finishApplied(ctx context.Context, ids []string, rejected []surge.Vote, byID map[string]redis.Message) {
-	if len(rejected) > 0 {
-		bad := make(map[string]bool, len(rejected))
-		for _, v := range rejected {
-			bad[v.ID] = true
+// finishApplied dead-letters the refused votes and acknowledges the rest.
+func (s *Shard) finishApplied(ctx context.Context, batch []pending, rejected []surge.Vote) {
+	refused := make(map[string]bool, len(rejected))
+	for _, v := range rejected {
+		refused[v.ID] = true
+	}
+	ids := make([]string, 0, len(batch))
+	for _, p := range batch {
+		if p.entry.Vote != nil && refused[p.entry.Vote.ID] {
+			s.deadLetter(ctx, p.msg, "unknown poll or option", nil)
+			continue
 		}
-		kept := ids[:0:0]
-		for _, id := range ids {
-			m := byID[id]
-			if e, err := surge.DecodeEntry(id, m.Values); err == nil && bad[e.Vote.ID] {
-				s.deadLetter(ctx, m, "unknown poll or option", nil)
-				continue
-			}
-			kept = append(kept, id)
-		}
-		ids = kept
+		ids = append(ids, p.msg.ID)
 	}
 	s.opt.Metrics.Applied.WithLabelValues(s.opt.Shard).Add(float64(len(ids)))
 	s.finish(ctx, ids, ids)
@@ -294,14 +285,24 @@ func (s *Shard) finish(ctx context.Context, committed, ids []string) {
 	}
 }
 
-// apply commits votes, retrying transient failures until shutdown. Once
+// apply commits a batch, retrying transient failures until shutdown. Once
 // shutdown has begun, an attempt already running may finish.
-func (s *Shard) apply(ctx context.Context, votes []surge.Vote) ([]surge.Vote, error) {
+func (s *Shard) apply(ctx context.Context, batch []pending) ([]surge.Vote, error) {
+	var votes []surge.Vote
+	var orders []surge.Order
+	for _, p := range batch {
+		switch {
+		case p.entry.Vote != nil:
+			votes = append(votes, *p.entry.Vote)
+		case p.entry.Order != nil:
+			orders = append(orders, *p.entry.Order)
+		}
+	}
 	b := newBackoff()
 	for {
 		start := time.Now()
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opt.FinishTimeout)
-		rejected, err := s.store.ApplyVotes(actx, votes)
+		rejected, _, err := s.store.Apply(actx, votes, orders)
 		cancel()
 		if err == nil {
 			s.opt.Metrics.BatchSeconds.WithLabelValues(s.opt.Shard).Observe(time.Since(start).Seconds())
@@ -312,10 +313,10 @@ func (s *Shard) apply(ctx context.Context, votes []surge.Vote) ([]surge.Vote, er
 		}
 		s.opt.Metrics.StoreErrors.WithLabelValues(s.opt.Shard).Inc()
 		if ctx.Err() != nil {
-			s.log.Info("shutting down with an uncommitted batch; it stays pending", "entries", len(votes))
+			s.log.Info("shutting down with an uncommitted batch; it stays pending", "entries", len(batch))
 			return nil, errStopped
 		}
-		s.log.Warn("store unavailable; retrying batch", "entries", len(votes), "err", err)
+		s.log.Warn("store unavailable; retrying batch", "entries", len(batch), "err", err)
 		b.wait(ctx)
 	}
 }
@@ -324,7 +325,11 @@ func (s *Shard) deadLetter(ctx context.Context, m redis.Message, reason string, 
 	s.log.Error("dead-lettering entry", "id", m.ID, "reason", reason, "err", cause)
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opt.FinishTimeout)
 	defer cancel()
-	if err := s.q.DeadLetter(dctx, m, fmt.Sprintf("%s: %v", reason, cause)); err != nil {
+	detail := reason
+	if cause != nil {
+		detail = fmt.Sprintf("%s: %v", reason, cause)
+	}
+	if err := s.q.DeadLetter(dctx, m, detail); err != nil {
 		s.log.Warn("dead-letter failed; entry stays pending", "id", m.ID, "err", err)
 		return
 	}

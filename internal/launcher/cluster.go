@@ -39,8 +39,11 @@ type Cluster struct {
 	Web      []*Service
 	Workers  []*Service
 	Result   *Service
+	Admin    *Service
 	HAProxy  *Proc
-	opt      Options
+	// AdminUser and AdminPassword are the generated admin credentials.
+	AdminUser, AdminPassword string
+	opt                      Options
 }
 
 // Up starts the whole pipeline and waits until HAProxy sees every web
@@ -66,6 +69,15 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
+	adminFile, err := secretFile(filepath.Join(opt.Dir, "admin.password"))
+	if err != nil {
+		return nil, err
+	}
+	adminPassword, err := os.ReadFile(adminFile)
+	if err != nil {
+		return nil, err
+	}
+	c.AdminUser, c.AdminPassword = "admin", strings.TrimSpace(string(adminPassword))
 
 	pgPort, err := FreePort()
 	if err != nil {
@@ -89,14 +101,14 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 	}
 
 	pgEnv := "SURGE_POSTGRES_URL=" + c.Postgres.URL
-	result, err := c.startService(ctx, "result", "result", []string{pgEnv})
+	shardsEnv := "SURGE_SHARDS=" + strings.Join(shardAddrs, ",")
+	result, err := c.startService(ctx, "result", "result", []string{pgEnv, shardsEnv})
 	if err != nil {
 		return nil, err
 	}
 	c.Result = result
 	for i := range opt.Workers {
-		env := append([]string{pgEnv, "SURGE_NAME=" + fmt.Sprintf("worker-%d", i+1),
-			"SURGE_SHARDS=" + strings.Join(shardAddrs, ",")}, opt.WorkerEnv...)
+		env := append([]string{pgEnv, "SURGE_NAME=" + fmt.Sprintf("worker-%d", i+1), shardsEnv}, opt.WorkerEnv...)
 		w, err := c.startService(ctx, fmt.Sprintf("worker-%d", i+1), "worker", env)
 		if err != nil {
 			return nil, err
@@ -104,7 +116,7 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 		c.Workers = append(c.Workers, w)
 	}
 	for i, r := range c.Redis {
-		env := append([]string{"SURGE_REDIS_ADDR=" + r.Addr, "SURGE_COOKIE_KEYS_FILE=" + keyFile,
+		env := append([]string{"SURGE_REDIS_ADDR=" + r.Addr, "SURGE_COOKIE_KEYS_FILE=" + keyFile, pgEnv,
 			"SURGE_NODE=" + fmt.Sprintf("web-%d", i+1)}, opt.WebEnv...)
 		w, err := c.startService(ctx, fmt.Sprintf("web-%d", i+1), "web", env)
 		if err != nil {
@@ -113,13 +125,18 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 		c.Web = append(c.Web, w)
 	}
 
+	if c.Admin, err = c.startService(ctx, "admin", "web", []string{"SURGE_MODE=admin", pgEnv, "SURGE_NODE=admin-1",
+		"SURGE_ADMIN_USER=" + c.AdminUser, "SURGE_ADMIN_PASSWORD_FILE=" + adminFile}); err != nil {
+		return nil, err
+	}
+
 	port := opt.Port
 	if port == 0 {
 		if port, err = FreePort(); err != nil {
 			return nil, err
 		}
 	}
-	hc := HAProxyConfig{Bind: addr(port), Result: []string{c.Result.Addr}}
+	hc := HAProxyConfig{Bind: addr(port), Result: []string{c.Result.Addr}, Admin: []string{c.Admin.Addr}}
 	for _, w := range c.Web {
 		hc.Web = append(hc.Web, w.Addr)
 	}
@@ -168,7 +185,7 @@ func (c *Cluster) Restart(ctx context.Context, s *Service) error {
 // waitHealthy waits until every web instance and the result service answer
 // their health checks through HAProxy's view of them.
 func (c *Cluster) waitHealthy(ctx context.Context) error {
-	targets := []string{c.Result.Addr}
+	targets := []string{c.Result.Addr, c.Admin.Addr}
 	for _, w := range c.Web {
 		targets = append(targets, w.Addr)
 	}
@@ -226,8 +243,10 @@ func (c *Cluster) Stop() error {
 	for _, w := range c.Workers {
 		stop(w.Proc)
 	}
-	if c.Result != nil {
-		stop(c.Result.Proc)
+	for _, s := range []*Service{c.Admin, c.Result} {
+		if s != nil {
+			stop(s.Proc)
+		}
 	}
 	for _, r := range c.Redis {
 		stop(r.Proc)

@@ -42,7 +42,11 @@ frontend front
     acl to_results path_beg /results/
     acl to_admin path /admin
     acl to_admin path_beg /admin/
+    # Order status is read where every shard is visible; orders are placed on web.
+    acl order_status path_beg /orders/
+    acl reading method GET HEAD
     use_backend result if to_results
+    use_backend result if order_status reading
 {{- if .Admin}}
     use_backend admin if to_admin
 {{- end}}

@@ -16,7 +16,7 @@ func TestHAProxyConfigIsValid(t *testing.T) {
 	}{
 		{"two shards", HAProxyConfig{Bind: "127.0.0.1:8080", Web: []string{"127.0.0.1:1", "127.0.0.1:2"}, Result: []string{"127.0.0.1:3"}},
 			[]string{"balance roundrobin", "option httpchk GET /healthz", "server web0 127.0.0.1:1 check", "server web1 127.0.0.1:2 check",
-				"use_backend result if to_results", "server result0 127.0.0.1:3 check"}},
+				"use_backend result if to_results", "use_backend result if order_status reading", "server result0 127.0.0.1:3 check"}},
 		{"with admin", HAProxyConfig{Bind: "127.0.0.1:8080", Web: []string{"127.0.0.1:1"}, Result: []string{"127.0.0.1:3"}, Admin: []string{"127.0.0.1:4"}},
 			[]string{"use_backend admin if to_admin", "server admin0 127.0.0.1:4 check"}},
 	}

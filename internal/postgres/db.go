@@ -39,8 +39,7 @@ type DB struct {
 	Pool *pgxpool.Pool
 
 	mu      sync.Mutex
-	options map[string]map[string]bool // poll -> option set; options never go away
-	loaded  time.Time
+	options map[string]map[string]bool // poll -> known options; options never go away
 }
 
 // Open connects to Postgres. It does not wait for the server to be up.

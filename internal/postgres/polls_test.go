@@ -29,3 +29,25 @@ func TestEnsurePollsAndResults(t *testing.T) {
 		t.Fatalf("unknown poll: err = %v", err)
 	}
 }
+
+// A poll created after the store has cached the options must be usable at
+// once: its votes are applied, not refused.
+func TestVotesForANewPollAreAppliedAtOnce(t *testing.T) {
+	db := testenv.Postgres(t)
+	ctx := context.Background()
+	db.EnsurePolls(ctx, surge.DefaultPolls())
+	if _, err := db.ApplyVotes(ctx, []surge.Vote{{ID: "1", Poll: "cats-vs-dogs", Choice: "cats", Voter: "a", Version: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	rejected, err := db.ApplyVotes(ctx, []surge.Vote{{ID: "2", Poll: "tea", Choice: "yes", Voter: "a", Version: 1}})
+	if err != nil || len(rejected) != 1 {
+		t.Fatalf("vote for a missing poll: rejected %v, %v", rejected, err)
+	}
+	if err := db.CreatePoll(ctx, surge.Poll{ID: "tea", Title: "Tea?", Options: []string{"yes", "no"}}); err != nil {
+		t.Fatal(err)
+	}
+	rejected, err = db.ApplyVotes(ctx, []surge.Vote{{ID: "3", Poll: "tea", Choice: "yes", Voter: "a", Version: 2}})
+	if err != nil || len(rejected) != 0 {
+		t.Fatalf("vote for the new poll: rejected %v, %v", rejected, err)
+	}
+}

@@ -26,11 +26,25 @@ type countKey struct{ poll, option string }
 // (poll, option), taken in key order so that concurrent workers never
 // deadlock on the counter rows.
 func (db *DB) ApplyVotes(ctx context.Context, votes []surge.Vote) (rejected []surge.Vote, err error) {
+	rejected, _, err = db.Apply(ctx, votes, nil)
+	return rejected, err
+}
+
+// ApplyOrders commits a batch of orders in one transaction and returns the
+// outcomes of those not applied before.
+func (db *DB) ApplyOrders(ctx context.Context, orders []surge.Order) ([]surge.OrderOutcome, error) {
+	_, outcomes, err := db.Apply(ctx, nil, orders)
+	return outcomes, err
+}
+
+// Apply commits votes and orders in one transaction: see ApplyVotes and
+// applyOrders. Vote locks are taken before stock locks by every worker.
+func (db *DB) Apply(ctx context.Context, votes []surge.Vote, orders []surge.Order) (rejected []surge.Vote, outcomes []surge.OrderOutcome, err error) {
 	latest := make(map[voteKey]surge.Vote, len(votes))
 	for _, v := range votes {
 		ok, err := db.knownOption(ctx, v.Poll, v.Choice)
 		if err != nil {
-			return nil, surge.Unavailable("database", err)
+			return nil, nil, surge.Unavailable("database", err)
 		}
 		if !ok {
 			rejected = append(rejected, v)
@@ -41,9 +55,6 @@ func (db *DB) ApplyVotes(ctx context.Context, votes []surge.Vote) (rejected []su
 			latest[k] = v
 		}
 	}
-	if len(latest) == 0 {
-		return rejected, nil
-	}
 	batch := make([]surge.Vote, 0, len(latest))
 	for _, v := range latest {
 		batch = append(batch, v)
@@ -52,17 +63,34 @@ func (db *DB) ApplyVotes(ctx context.Context, votes []surge.Vote) (rejected []su
 	slices.SortFunc(batch, func(a, b surge.Vote) int {
 		return cmp.Or(cmp.Compare(a.Poll, b.Poll), cmp.Compare(a.Voter, b.Voter))
 	})
+	if len(batch) == 0 && len(orders) == 0 {
+		return rejected, nil, nil
+	}
 	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		return applyVotes(ctx, tx, batch)
+		if len(batch) > 0 {
+			if err := applyVotes(ctx, tx, batch); err != nil {
+				return err
+			}
+		}
+		if len(orders) > 0 {
+			var err error
+			outcomes, err = applyOrders(ctx, tx, orders)
+			return err
+		}
+		return nil
 	})
 	if err != nil {
-		err = fmt.Errorf("apply %d votes: %w", len(batch), err)
-		if IsTransient(err) {
-			return nil, surge.Unavailable("database", err)
-		}
-		return nil, err
+		return nil, nil, db.classify(fmt.Errorf("apply %d votes, %d orders: %w", len(batch), len(orders), err))
 	}
-	return rejected, nil
+	return rejected, outcomes, nil
+}
+
+// classify marks transient failures as surge.EUNAVAILABLE.
+func (db *DB) classify(err error) error {
+	if IsTransient(err) {
+		return surge.Unavailable("database", err)
+	}
+	return err
 }
 
 func applyVotes(ctx context.Context, tx pgx.Tx, batch []surge.Vote) error {
@@ -192,32 +220,30 @@ func voteColumns(votes []surge.Vote) []any {
 	return []any{polls, voters, choices, versions, events, nodes, at}
 }
 
-// knownOption reports whether poll has option, reloading the options from
-// the database (at most once a second) when the cache does not know them.
+// knownOption reports whether poll has option. Options never go away, so
+// a known pair is cached; a miss is always checked in the database (a poll
+// created a moment ago must not have its votes refused).
 func (db *DB) knownOption(ctx context.Context, poll, option string) (bool, error) {
 	db.mu.Lock()
-	defer db.mu.Unlock()
-	if db.options[poll][option] {
+	ok := db.options[poll][option]
+	db.mu.Unlock()
+	if ok {
 		return true, nil
 	}
-	if time.Since(db.loaded) < time.Second && db.options != nil {
-		return false, nil
-	}
-	rows, err := db.Pool.Query(ctx, `SELECT poll, option FROM poll_options`)
+	err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM poll_options WHERE poll = $1 AND option = $2)`, poll, option).Scan(&ok)
 	if err != nil {
-		return false, fmt.Errorf("load poll options: %w", err)
+		return false, fmt.Errorf("look up poll option: %w", err)
 	}
-	options := map[string]map[string]bool{}
-	var p, o string
-	if _, err := pgx.ForEachRow(rows, []any{&p, &o}, func() error {
-		if options[p] == nil {
-			options[p] = map[string]bool{}
+	if ok {
+		db.mu.Lock()
+		if db.options == nil {
+			db.options = map[string]map[string]bool{}
 		}
-		options[p][o] = true
-		return nil
-	}); err != nil {
-		return false, fmt.Errorf("load poll options: %w", err)
+		if db.options[poll] == nil {
+			db.options[poll] = map[string]bool{}
+		}
+		db.options[poll][option] = true
+		db.mu.Unlock()
 	}
-	db.options, db.loaded = options, time.Now()
-	return options[poll][option], nil
+	return ok, nil
 }

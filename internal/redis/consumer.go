@@ -242,3 +242,25 @@ func splitID(id string) (uint64, uint64) {
 	s, _ := strconv.ParseUint(seq, 10, 64)
 	return m, s
 }
+
+// OrderMarkers finds the pending-order marks on every shard.
+type OrderMarkers struct {
+	Clients []*goredis.Client
+}
+
+// Pending reports whether some shard holds an order id that a worker may not
+// have applied yet. An unreachable shard is an error: the order could be there.
+func (o OrderMarkers) Pending(ctx context.Context, id string) (bool, error) {
+	var unreachable error
+	for _, c := range o.Clients {
+		n, err := c.Exists(ctx, OrderKey(id)).Result()
+		if err != nil {
+			unreachable = fmt.Errorf("look up order %s on %s: %w", id, c.Options().Addr, err)
+			continue
+		}
+		if n > 0 {
+			return true, nil
+		}
+	}
+	return false, unreachable
+}

@@ -22,11 +22,27 @@ type Config struct {
 // DefaultStream is the stream name on every shard.
 const DefaultStream = "surge:entries"
 
+// OrderKey is the per-shard key that marks an order id as taken; the result
+// service reads it as "pending" until a worker has applied the order.
+func OrderKey(id string) string { return "surge:order:" + id }
+
 // DeadLetterStream receives entries that can never be applied.
 const DeadLetterStream = "surge:dead"
 
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("producer closed")
+
+// ErrDuplicate is returned by AppendOnce when the key was already taken.
+var ErrDuplicate = errors.New("duplicate key")
+
+// appendOnce takes KEYS[1] (value ARGV[1], ttl ARGV[2] seconds) and, only if
+// it was free, adds ARGV[3..] to stream KEYS[2]. A script is atomic, and its
+// effects reach the AOF as one transaction.
+const appendOnce = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+end
+return false`
 
 // NewClient returns a go-redis client for cfg.
 func NewClient(cfg Config, poolSize int) *goredis.Client {
@@ -74,8 +90,10 @@ type Producer struct {
 }
 
 type appendReq struct {
-	fields []any
-	done   chan appendResult
+	fields  []any
+	onceKey string // set: append only if this key is free (AppendOnce)
+	once    []any  // value and ttl for onceKey
+	done    chan appendResult
 }
 
 type appendResult struct {
@@ -123,8 +141,18 @@ func NewProducer(client *goredis.Client, stream string, opt ProducerOptions) *Pr
 // An error means the entry's fate is unknown to the caller: it was not
 // acknowledged, so the caller must not report success.
 func (p *Producer) Append(ctx context.Context, fields []any) (string, error) {
+	return p.append(ctx, fields, "", nil)
+}
+
+// AppendOnce appends only if key is free, and then holds key (with value,
+// for ttl) so a repeat is refused with ErrDuplicate. Both happen atomically.
+func (p *Producer) AppendOnce(ctx context.Context, key, value string, ttl time.Duration, fields []any) (string, error) {
+	return p.append(ctx, fields, key, []any{value, int64(ttl / time.Second)})
+}
+
+func (p *Producer) append(ctx context.Context, fields []any, onceKey string, once []any) (string, error) {
 	r := reqPool.Get().(*appendReq)
-	r.fields = fields
+	r.fields, r.onceKey, r.once = fields, onceKey, once
 	select {
 	case p.reqs <- r:
 	case <-p.quit:
@@ -136,8 +164,11 @@ func (p *Producer) Append(ctx context.Context, fields []any) (string, error) {
 	}
 	select {
 	case res := <-r.done:
-		r.fields = nil
+		r.fields, r.once = nil, nil
 		reqPool.Put(r)
+		if errors.Is(res.err, goredis.Nil) {
+			return "", ErrDuplicate
+		}
 		if res.err != nil {
 			return "", fmt.Errorf("append to %s: %w", p.stream, res.err)
 		}
@@ -192,13 +223,17 @@ func (p *Producer) send(batch []*appendReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
 	pipe := p.client.Pipeline()
-	cmds := make([]*goredis.StringCmd, len(batch))
+	results := make([]func() (string, error), len(batch))
 	for i, r := range batch {
-		cmds[i] = pipe.XAdd(ctx, &goredis.XAddArgs{Stream: p.stream, Values: r.fields})
+		if r.onceKey != "" {
+			results[i] = pipe.Eval(ctx, appendOnce, []string{r.onceKey, p.stream}, append(r.once, r.fields...)...).Text
+			continue
+		}
+		results[i] = pipe.XAdd(ctx, &goredis.XAddArgs{Stream: p.stream, Values: r.fields}).Result
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	for i, r := range batch {
-		id, err := cmds[i].Result()
+		id, err := results[i]()
 		r.done <- appendResult{id: id, err: err}
 	}
 }

@@ -25,6 +25,9 @@ type Config struct {
 	Postgres postgres.Config `mapstructure:"postgres"`
 	Polls    []surge.Poll    `mapstructure:"polls"`
 	LogLevel string          `mapstructure:"log_level"`
+	// Every shard, to tell a pending order from an unknown one.
+	Shards        []string `mapstructure:"shards"`
+	RedisPassword string   `mapstructure:"redis_password"`
 }
 
 // DefaultConfig returns the defaults.
@@ -41,21 +44,28 @@ func DefaultConfig() Config {
 type Store interface {
 	Polls(ctx context.Context) ([]surge.Poll, error)
 	Results(ctx context.Context, poll string) (surge.Results, error)
+	OrderState(ctx context.Context, id string) (surge.OrderState, error)
 	Ping(ctx context.Context) error
+}
+
+// PendingOrders knows the orders queued but perhaps not yet applied.
+type PendingOrders interface {
+	Pending(ctx context.Context, id string) (bool, error)
 }
 
 // Server serves results.
 type Server struct {
 	node   string
 	store  Store
+	queued PendingOrders
 	log    *slog.Logger
 	reg    *prometheus.Registry
 	engine *gin.Engine
 }
 
 // New builds the routes.
-func New(node string, store Store, log *slog.Logger) *Server {
-	s := &Server{node: node, store: store, log: log, reg: telemetry.NewRegistry()}
+func New(node string, store Store, queued PendingOrders, log *slog.Logger) *Server {
+	s := &Server{node: node, store: store, queued: queued, log: log, reg: telemetry.NewRegistry()}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, rec any) {
@@ -65,6 +75,7 @@ func New(node string, store Store, log *slog.Logger) *Server {
 	r.GET("/results", s.getPage)
 	r.GET("/results/api/polls", s.getPolls)
 	r.GET("/results/api/polls/:poll", s.getPoll)
+	r.GET("/orders/:id", s.getOrder)
 	r.GET("/healthz", s.getHealth)
 	r.GET("/metrics", telemetry.MetricsHandler(s.reg))
 	r.StaticFS("/static", ui.Static())
@@ -83,6 +94,39 @@ func (s *Server) getPoll(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, res)
+}
+
+// getOrder answers an order's state: applied (confirmed or rejected) from
+// Postgres, pending while a shard still holds it, else unknown.
+func (s *Server) getOrder(c *gin.Context) {
+	id := c.Param("id")
+	if !surge.ValidOrderID(id) {
+		httpx.Error(c, s.log, surge.Errorf(surge.ENOTFOUND, "unknown order %q", id))
+		return
+	}
+	st, err := s.store.OrderState(c.Request.Context(), id)
+	if err == nil {
+		c.JSON(http.StatusOK, st)
+		return
+	}
+	if surge.ErrorCode(err) != surge.ENOTFOUND {
+		httpx.Error(c, s.log, unavailableUnlessDomain(err))
+		return
+	}
+	pending, err := s.queued.Pending(c.Request.Context(), id)
+	switch {
+	case pending:
+		c.JSON(http.StatusOK, surge.OrderState{OrderID: id, Status: surge.OrderPending})
+	case err != nil:
+		httpx.Error(c, s.log, surge.Unavailable("queue", err))
+	default:
+		// Applied between the two look-ups, or never queued.
+		if st, err := s.store.OrderState(c.Request.Context(), id); err == nil {
+			c.JSON(http.StatusOK, st)
+			return
+		}
+		httpx.Error(c, s.log, surge.Errorf(surge.ENOTFOUND, "unknown order %q", id))
+	}
 }
 
 func (s *Server) getPolls(c *gin.Context) {

@@ -7,21 +7,17 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/surge-vote/surge/internal/postgres"
+	"github.com/surge-vote/surge/internal/redis"
 	"github.com/surge-vote/surge/internal/results"
 	"github.com/surge-vote/surge/internal/surge"
 	"github.com/surge-vote/surge/internal/testenv"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testenv.StopPostgres()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
@@ -51,7 +47,7 @@ func TestResultsAPIAndPage(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(results.New("result-<1>", db, slog.New(slog.DiscardHandler)).Handler())
+	ts := httptest.NewServer(results.New("result-<1>", db, redis.OrderMarkers{}, slog.New(slog.DiscardHandler)).Handler())
 	defer ts.Close()
 
 	tests := []struct {
@@ -104,7 +100,7 @@ func TestHealthFailsWithoutDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ts := httptest.NewServer(results.New("r", db, slog.New(slog.DiscardHandler)).Handler())
+	ts := httptest.NewServer(results.New("r", db, redis.OrderMarkers{}, slog.New(slog.DiscardHandler)).Handler())
 	defer ts.Close()
 	if status, _ := get(t, ts.URL+"/healthz"); status != 503 {
 		t.Fatalf("healthz %d without a database", status)

@@ -56,7 +56,8 @@ func NextVersion(now time.Time, previous int64) int64 {
 
 // Entry kinds carried by the capture queues.
 const (
-	KindVote = "vote"
+	KindVote  = "vote"
+	KindOrder = "order"
 )
 
 // Stream entry field names. An entry is {kind: ..., data: <JSON payload>}.
@@ -74,11 +75,21 @@ func EncodeVote(v Vote) ([]any, error) {
 	return []any{FieldKind, KindVote, FieldData, data}, nil
 }
 
+// EncodeOrder returns the stream fields of an order entry.
+func EncodeOrder(o Order) ([]any, error) {
+	data, err := json.Marshal(o)
+	if err != nil {
+		return nil, fmt.Errorf("encode order %s: %w", o.ID, err)
+	}
+	return []any{FieldKind, KindOrder, FieldData, data}, nil
+}
+
 // Entry is a decoded queue entry. Exactly one payload is set.
 type Entry struct {
 	StreamID string // the id Redis gave the entry in its shard's stream
 	Kind     string
 	Vote     *Vote
+	Order    *Order
 }
 
 // DecodeEntry parses the fields of a stream entry. An error means the entry
@@ -98,6 +109,16 @@ func DecodeEntry(streamID string, fields map[string]any) (Entry, error) {
 			return e, fmt.Errorf("decode vote entry %s: %w", streamID, err)
 		}
 		e.Vote = &v
+		return e, nil
+	case KindOrder:
+		var o Order
+		if err := json.Unmarshal([]byte(data), &o); err != nil {
+			return e, fmt.Errorf("decode order entry %s: %w", streamID, err)
+		}
+		if err := o.Validate(); err != nil {
+			return e, fmt.Errorf("decode order entry %s: %w", streamID, err)
+		}
+		e.Order = &o
 		return e, nil
 	default:
 		return e, fmt.Errorf("decode entry %s: unknown kind %q", streamID, kind)

@@ -171,3 +171,12 @@ func moduleRoot() (string, error) {
 	}
 	return filepath.Dir(string(out[:len(out)-1])), nil
 }
+
+// Main runs a package's tests and then stops the shared Postgres:
+//
+//	func TestMain(m *testing.M) { testenv.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
+	StopPostgres()
+	os.Exit(code)
+}

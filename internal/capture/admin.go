@@ -1,0 +1,205 @@
+package capture
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/surge-vote/surge/internal/httpx"
+	"github.com/surge-vote/surge/internal/postgres"
+	"github.com/surge-vote/surge/internal/surge"
+	"github.com/surge-vote/surge/internal/telemetry"
+	"github.com/surge-vote/surge/internal/ui"
+)
+
+// newAdmin builds the admin service: the catalogue and polls, written
+// straight to Postgres, behind HTTP basic authentication.
+func newAdmin(ctx context.Context, cfg Config, opt Options) (*Server, error) {
+	if cfg.AdminUser == "" || len(cfg.AdminPassword) < 8 {
+		return nil, errors.New("web: admin mode needs admin_user and an admin_password of at least 8 characters (SURGE_ADMIN_PASSWORD or SURGE_ADMIN_PASSWORD_FILE)")
+	}
+	if cfg.Postgres.URL == "" {
+		return nil, errors.New("web: admin mode needs postgres.url")
+	}
+	db, err := postgres.Open(ctx, cfg.Postgres)
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	if err := db.WaitReady(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	s := &Server{cfg: cfg, log: opt.Logger, db: db, now: opt.Now, reg: telemetry.NewRegistry()}
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, rec any) {
+		httpx.Error(c, s.log, fmt.Errorf("panic: %v", rec))
+	}))
+	r.Use(telemetry.HTTPMetrics(s.reg, "admin"))
+	r.GET("/healthz", func(c *gin.Context) {
+		if err := db.Ping(c.Request.Context()); err != nil {
+			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "node": cfg.Node, "error": "postgres: " + err.Error()})
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"status": "ok", "node": cfg.Node})
+	})
+	r.GET("/metrics", telemetry.MetricsHandler(s.reg))
+	r.StaticFS("/static", ui.Static())
+	admin := r.Group("/admin", s.requireAdmin)
+	admin.GET("", s.getAdminPage)
+	admin.GET("/api/items", s.getAdminItems)
+	admin.POST("/api/items", s.postItem)
+	admin.POST("/api/polls", s.postPoll)
+	r.NoRoute(func(c *gin.Context) { httpx.Error(c, s.log, surge.Errorf(surge.ENOTFOUND, "no such page")) })
+	s.engine = r
+	// Form posts from another origin are refused (Sec-Fetch-Site / Origin).
+	s.handler = http.NewCrossOriginProtection().Handler(r)
+	return s, nil
+}
+
+// requireAdmin checks HTTP basic credentials in constant time: the digests
+// of both fields are always compared, whatever is wrong.
+func (s *Server) requireAdmin(c *gin.Context) {
+	user, pass, _ := c.Request.BasicAuth()
+	wantUser, wantPass := sha256.Sum256([]byte(s.cfg.AdminUser)), sha256.Sum256([]byte(s.cfg.AdminPassword))
+	gotUser, gotPass := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(pass))
+	okUser := subtle.ConstantTimeCompare(wantUser[:], gotUser[:])
+	okPass := subtle.ConstantTimeCompare(wantPass[:], gotPass[:])
+	if okUser&okPass != 1 {
+		c.Header("WWW-Authenticate", `Basic realm="surge admin", charset="UTF-8"`)
+		c.AbortWithStatusJSON(http.StatusUnauthorized, httpx.ErrorBody{Error: "authentication required"})
+		return
+	}
+	c.Next()
+}
+
+type itemRequest struct {
+	Name     string          `json:"name"`
+	Quantity json.Number     `json:"quantity"`
+	Price    json.RawMessage `json:"price"` // "12.50" or 12.5
+}
+
+func (s *Server) postItem(c *gin.Context) {
+	var req itemRequest
+	form, err := decodeBody(c.Request, s.cfg.MaxBody, &req)
+	if err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
+	var price *string
+	if form != nil {
+		req.Name, req.Quantity = form.Get("name"), json.Number(form.Get("quantity"))
+		p := form.Get("price")
+		price = &p
+	} else if len(req.Price) > 0 && string(req.Price) != "null" {
+		p := strings.Trim(string(req.Price), `"`)
+		price = &p
+	}
+	in, err := surge.ParseItemInput(req.Name, req.Quantity, price)
+	if err == nil {
+		var item surge.Item
+		var created bool
+		item, created, err = s.db.UpsertItem(c.Request.Context(), in)
+		if err == nil {
+			if form != nil && wantsHTML(c.Request) {
+				c.Redirect(http.StatusSeeOther, "/admin")
+				return
+			}
+			status := http.StatusOK
+			if created {
+				status = http.StatusCreated
+			}
+			c.JSON(status, item)
+			return
+		}
+	}
+	if form != nil && wantsHTML(c.Request) && surge.ErrorCode(err) == surge.EINVALID {
+		s.renderAdminPage(c, http.StatusBadRequest, err, form.Get("name"), form.Get("quantity"), form.Get("price"))
+		return
+	}
+	httpx.Error(c, s.log, err)
+}
+
+type pollRequest struct {
+	ID      string   `json:"id"`
+	Title   string   `json:"title"`
+	Options []string `json:"options"`
+}
+
+func (s *Server) postPoll(c *gin.Context) {
+	var req pollRequest
+	form, err := decodeBody(c.Request, s.cfg.MaxBody, &req)
+	if err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
+	if form != nil {
+		req = pollRequest{ID: form.Get("id"), Title: form.Get("title")}
+		for _, o := range strings.FieldsFunc(form.Get("options"), func(r rune) bool { return r == ',' || r == '\n' }) {
+			if o = strings.TrimSpace(o); o != "" {
+				req.Options = append(req.Options, o)
+			}
+		}
+	}
+	p := surge.Poll{ID: req.ID, Title: strings.TrimSpace(req.Title), Options: req.Options}
+	if p.Title == "" {
+		p.Title = p.ID
+	}
+	if err := s.db.CreatePoll(c.Request.Context(), p); err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
+	if form != nil && wantsHTML(c.Request) {
+		c.Redirect(http.StatusSeeOther, "/admin")
+		return
+	}
+	c.JSON(http.StatusCreated, p)
+}
+
+func (s *Server) getAdminItems(c *gin.Context) {
+	items, err := s.db.Items(c.Request.Context())
+	if err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
+	if items == nil {
+		items = []surge.Item{}
+	}
+	c.JSON(http.StatusOK, items)
+}
+
+func (s *Server) getAdminPage(c *gin.Context) { s.renderAdminPage(c, http.StatusOK, nil, "", "", "") }
+
+func (s *Server) renderAdminPage(c *gin.Context, status int, formErr error, name, quantity, price string) {
+	items, err := s.db.Items(c.Request.Context())
+	if err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
+	var fields map[string]string
+	var se *surge.Error
+	if errors.As(formErr, &se) {
+		fields = se.Fields
+		if fields == nil {
+			fields = map[string]string{"form": se.Message}
+		}
+	}
+	c.Header("Content-Type", "text/html; charset=utf-8")
+	c.Status(status)
+	if err := ui.Render(c.Writer, "admin.html", ui.Page{Title: "Admin", Node: s.cfg.Node, Data: map[string]any{
+		"Items": items, "Errors": fields, "Name": name, "Quantity": quantity, "Price": price,
+	}}); err != nil {
+		s.log.Error("render admin page", "err", err)
+	}
+}

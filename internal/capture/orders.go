@@ -1,0 +1,99 @@
+package capture
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/surge-vote/surge/internal/httpx"
+	"github.com/surge-vote/surge/internal/redis"
+	"github.com/surge-vote/surge/internal/surge"
+)
+
+type orderRequest struct {
+	OrderID  string      `json:"order_id"`
+	Item     json.Number `json:"item"`
+	Quantity json.Number `json:"quantity"`
+}
+
+// decodeOrder reads and validates an order request.
+func decodeOrder(r *http.Request, limit int64) (surge.Order, error) {
+	var req orderRequest
+	form, err := decodeBody(r, limit, &req)
+	if err != nil {
+		return surge.Order{}, err
+	}
+	if form != nil {
+		req = orderRequest{OrderID: form.Get("order_id"), Item: json.Number(form.Get("item")), Quantity: json.Number(form.Get("quantity"))}
+	}
+	item, err := strconv.ParseInt(string(req.Item), 10, 64)
+	if err != nil || item <= 0 {
+		return surge.Order{}, surge.Errorf(surge.EINVALID, "item must be a positive whole number (an item id)")
+	}
+	qty, err := strconv.Atoi(string(req.Quantity))
+	if err != nil || qty < 1 || qty > surge.MaxOrderQuantity {
+		return surge.Order{}, surge.Errorf(surge.EINVALID, "quantity must be a whole number from 1 to %d", surge.MaxOrderQuantity)
+	}
+	o := surge.Order{ID: req.OrderID, Item: item, Quantity: qty}
+	if o.ID == "" {
+		o.ID = ulid.Make().String()
+	}
+	return o, o.Validate()
+}
+
+// postOrder queues an order like a vote: durable in the node's stream before
+// the 202. The order id is taken on the shard in the same atomic step, so a
+// repeat here queues nothing; a repeat on another shard is queued, and the
+// worker applies only the first one by id.
+func (s *Server) postOrder(c *gin.Context) {
+	o, err := decodeOrder(c.Request, s.cfg.MaxBody)
+	if err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
+	o.Node, o.At = s.cfg.Node, s.now().UTC()
+	fields, err := surge.EncodeOrder(o)
+	if err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.AppendTimeout)
+	defer cancel()
+	_, err = s.producer.AppendOnce(ctx, redis.OrderKey(o.ID), surge.OrderPending, s.cfg.OrderKeyTTL, fields)
+	state := surge.OrderState{OrderID: o.ID, Status: surge.OrderPending}
+	switch {
+	case errors.Is(err, redis.ErrDuplicate):
+		// The same order again: answer with what is known of it.
+		if s.db != nil {
+			if known, err := s.db.OrderState(ctx, o.ID); err == nil {
+				state = known
+			}
+		}
+	case err != nil:
+		s.log.Warn("queue append failed", "err", err)
+		httpx.Error(c, s.log, surge.Unavailable("queue", err))
+		return
+	default:
+		s.orders.Inc()
+	}
+	c.JSON(http.StatusAccepted, state)
+}
+
+// getItems serves the catalogue from the cache.
+func (s *Server) getItems(c *gin.Context) {
+	if s.catalog == nil {
+		httpx.Error(c, s.log, surge.Errorf(surge.EUNAVAILABLE, "catalogue not configured"))
+		return
+	}
+	b, err := s.catalog.ItemsJSON(c.Request.Context())
+	if err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
+	c.Data(http.StatusOK, "application/json; charset=utf-8", b)
+}

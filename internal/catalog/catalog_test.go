@@ -1,0 +1,133 @@
+package catalog_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/surge-vote/surge/internal/catalog"
+	"github.com/surge-vote/surge/internal/postgres"
+	"github.com/surge-vote/surge/internal/surge"
+	"github.com/surge-vote/surge/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// countingSource counts catalogue queries and can be switched off, as if
+// Postgres were gone.
+type countingSource struct {
+	*postgres.DB
+	queries atomic.Int64
+	down    atomic.Bool
+}
+
+func (s *countingSource) Items(ctx context.Context) ([]surge.Item, error) {
+	s.queries.Add(1)
+	if s.down.Load() {
+		return nil, errors.New("postgres is down")
+	}
+	return s.DB.Items(ctx)
+}
+
+func start(t *testing.T) (*catalog.Cache, *countingSource, *postgres.DB) {
+	t.Helper()
+	db := testenv.Postgres(t)
+	src := &countingSource{DB: db}
+	c := catalog.New(src, surge.DefaultPolls(), slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx, db); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c, src, db
+}
+
+func quantities(t *testing.T, c *catalog.Cache) map[string]int64 {
+	t.Helper()
+	b, err := c.ItemsJSON(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw []map[string]any
+	json.Unmarshal(b, &raw)
+	out := map[string]int64{}
+	for _, r := range raw {
+		out[r["name"].(string)] = int64(r["quantity"].(float64))
+	}
+	return out
+}
+
+// waitFor polls until the cache shows want, for at most a second.
+func waitFor(t *testing.T, c *catalog.Cache, name string, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for quantities(t, c)[name] != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("cache shows %v after 1s, want %s=%d", quantities(t, c), name, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRepeatedReadsDoNotTouchPostgres(t *testing.T) {
+	c, src, db := start(t)
+	price := surge.Cents(250)
+	db.UpsertItem(context.Background(), surge.ItemInput{Name: "Pen", Quantity: 10, Price: &price})
+	for !c.Listening() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitFor(t, c, "Pen", 10) // loaded while listening: cached
+	before := src.queries.Load()
+	src.down.Store(true) // Postgres "gone": hits must not need it
+	for range 100 {
+		if q := quantities(t, c); q["Pen"] != 10 {
+			t.Fatalf("cached read %v", q)
+		}
+	}
+	if n := src.queries.Load() - before; n != 0 {
+		t.Fatalf("%d queries for 100 repeated reads, want 0", n)
+	}
+	if got := testutil.ToFloat64(c.Loads); got != float64(before) {
+		t.Fatalf("loads metric %v, want %d", got, before)
+	}
+}
+
+func TestAdminWriteInvalidates(t *testing.T) {
+	c, _, db := start(t)
+	price := surge.Cents(100)
+	db.UpsertItem(context.Background(), surge.ItemInput{Name: "Cup", Quantity: 1, Price: &price})
+	waitFor(t, c, "Cup", 1)
+	db.UpsertItem(context.Background(), surge.ItemInput{Name: "cup", Quantity: 4})
+	waitFor(t, c, "Cup", 5)
+}
+
+func TestOrderInvalidates(t *testing.T) {
+	c, _, db := start(t)
+	price := surge.Cents(100)
+	item, _, _ := db.UpsertItem(context.Background(), surge.ItemInput{Name: "Bag", Quantity: 3, Price: &price})
+	waitFor(t, c, "Bag", 3)
+	if _, err := db.ApplyOrders(context.Background(), []surge.Order{{ID: "o1", Item: item.ID, Quantity: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "Bag", 1)
+}
+
+// Without a listening connection nothing may be trusted: every read loads.
+func TestNotListeningMeansNoCaching(t *testing.T) {
+	db := testenv.Postgres(t)
+	src := &countingSource{DB: db}
+	c := catalog.New(src, nil, slog.New(slog.DiscardHandler)) // Run never called
+	for range 3 {
+		if _, err := c.ItemsJSON(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := src.queries.Load(); n != 3 {
+		t.Fatalf("%d queries, want 3", n)
+	}
+}

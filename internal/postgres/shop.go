@@ -1,0 +1,248 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/surge-vote/surge/internal/surge"
+)
+
+// Notification channels. Every commit that changes the catalogue or the
+// polls announces it, so caches drop their copy.
+const (
+	CatalogChannel = "surge_catalog"
+	PollsChannel   = "surge_polls"
+)
+
+// UpsertItem adds an item, or restocks it if one with the same name (case
+// and surrounding spaces aside) exists: quantity is added and the price is
+// replaced if given. It is one atomic statement, so concurrent restocks all
+// count. created reports a new item.
+func (db *DB) UpsertItem(ctx context.Context, in surge.ItemInput) (item surge.Item, created bool, err error) {
+	var price *int64
+	if in.Price != nil {
+		p := int64(*in.Price)
+		price = &p
+	}
+	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		if price == nil {
+			// A restock may omit the price; a new item may not.
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM items WHERE name_key = $1)`, surge.ItemKey(in.Name)).Scan(&exists); err != nil {
+				return err
+			}
+			if !exists {
+				return &surge.Error{Code: surge.EINVALID, Message: "invalid item", Fields: map[string]string{"price": "is required for a new item"}}
+			}
+		}
+		var cents int64
+		err := tx.QueryRow(ctx, `
+			INSERT INTO items (name, name_key, quantity, price_cents) VALUES ($1, $2, $3, coalesce($4, 0))
+			ON CONFLICT (name_key) DO UPDATE
+				SET quantity = items.quantity + excluded.quantity,
+				    price_cents = coalesce($4, items.price_cents),
+				    updated_at = now()
+			RETURNING id, name, quantity, price_cents, xmax = 0`,
+			in.Name, surge.ItemKey(in.Name), in.Quantity, price,
+		).Scan(&item.ID, &item.Name, &item.Quantity, &cents, &created)
+		if err != nil {
+			return err
+		}
+		item.Price = surge.Cents(cents)
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, CatalogChannel, fmt.Sprint(item.ID))
+		return err
+	})
+	if err != nil {
+		var se *surge.Error
+		if errors.As(err, &se) {
+			return surge.Item{}, false, err
+		}
+		return surge.Item{}, false, db.classify(fmt.Errorf("upsert item %q: %w", in.Name, err))
+	}
+	return item, created, nil
+}
+
+// Items returns the catalogue, by id.
+func (db *DB) Items(ctx context.Context) ([]surge.Item, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT id, name, quantity, price_cents FROM items ORDER BY id`)
+	if err != nil {
+		return nil, db.classify(fmt.Errorf("list items: %w", err))
+	}
+	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (surge.Item, error) {
+		var it surge.Item
+		var cents int64
+		err := r.Scan(&it.ID, &it.Name, &it.Quantity, &cents)
+		it.Price = surge.Cents(cents)
+		return it, err
+	})
+	if err != nil {
+		return nil, db.classify(fmt.Errorf("list items: %w", err))
+	}
+	return items, nil
+}
+
+// CreatePoll stores a new poll. An existing id is EINVALID.
+func (db *DB) CreatePoll(ctx context.Context, p surge.Poll) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO polls (id, title) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, p.ID, p.Title)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return surge.Errorf(surge.EINVALID, "poll %q already exists", p.ID)
+		}
+		for i, o := range p.Options {
+			if _, err := tx.Exec(ctx, `INSERT INTO poll_options (poll, option, position) VALUES ($1, $2, $3)`, p.ID, o, i); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, PollsChannel, p.ID)
+		return err
+	})
+	var se *surge.Error
+	if errors.As(err, &se) {
+		return err
+	}
+	if err != nil {
+		return db.classify(fmt.Errorf("create poll %s: %w", p.ID, err))
+	}
+	return nil
+}
+
+// OrderState returns an applied order's state, or ENOTFOUND if no worker has
+// applied it yet.
+func (db *DB) OrderState(ctx context.Context, id string) (surge.OrderState, error) {
+	st := surge.OrderState{OrderID: id}
+	var reason *string
+	err := db.Pool.QueryRow(ctx, `SELECT status, reason FROM orders WHERE id = $1`, id).Scan(&st.Status, &reason)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return surge.OrderState{}, surge.Errorf(surge.ENOTFOUND, "unknown order %q", id)
+	}
+	if err != nil {
+		return surge.OrderState{}, db.classify(fmt.Errorf("order %s: %w", id, err))
+	}
+	if reason != nil {
+		st.Reason = *reason
+	}
+	return st, nil
+}
+
+// applyOrders applies a batch of orders inside tx: each order id is claimed
+// once (a repeat does nothing), then the stock of every item involved is
+// locked in id order and the orders are confirmed first come, first served
+// while stock lasts. It returns the outcomes of the orders it claimed.
+func applyOrders(ctx context.Context, tx pgx.Tx, orders []surge.Order) ([]surge.OrderOutcome, error) {
+	// One entry per id: the first occurrence.
+	seen := map[string]bool{}
+	var batch []surge.Order
+	for _, o := range orders {
+		if !seen[o.ID] {
+			seen[o.ID] = true
+			batch = append(batch, o)
+		}
+	}
+	sorted := slices.Clone(batch)
+	slices.SortFunc(sorted, func(a, b surge.Order) int { return cmp.Compare(a.ID, b.ID) })
+	n := len(sorted)
+	ids, items, qty, nodes := make([]string, n), make([]int64, n), make([]int32, n), make([]string, n)
+	at := make([]*time.Time, n)
+	for i, o := range sorted {
+		ids[i], items[i], qty[i], nodes[i] = o.ID, o.Item, int32(o.Quantity), o.Node
+		if !o.At.IsZero() {
+			at[i] = &sorted[i].At
+		}
+	}
+	// 1. Claim the ids. A concurrent claim of the same id waits for us.
+	rows, err := tx.Query(ctx, `
+		INSERT INTO orders (id, item_id, quantity, status, node, ordered_at)
+		SELECT id, item, qty, 'pending', node, at
+		FROM unnest($1::text[], $2::bigint[], $3::int[], $4::text[], $5::timestamptz[]) AS t(id, item, qty, node, at)
+		ORDER BY id
+		ON CONFLICT (id) DO NOTHING
+		RETURNING id`, ids, items, qty, nodes, at)
+	if err != nil {
+		return nil, fmt.Errorf("claim orders: %w", err)
+	}
+	claimedIDs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("claim orders: %w", err)
+	}
+	if len(claimedIDs) == 0 {
+		return nil, nil
+	}
+	claimed := make(map[string]bool, len(claimedIDs))
+	for _, id := range claimedIDs {
+		claimed[id] = true
+	}
+
+	// 2. Lock the stock of every item involved, in id order.
+	var itemIDs []int64
+	for _, o := range batch {
+		if claimed[o.ID] {
+			itemIDs = append(itemIDs, o.Item)
+		}
+	}
+	slices.Sort(itemIDs)
+	itemIDs = slices.Compact(itemIDs)
+	rows, err = tx.Query(ctx, `SELECT id, quantity FROM items WHERE id = ANY($1) ORDER BY id FOR UPDATE`, itemIDs)
+	if err != nil {
+		return nil, fmt.Errorf("lock stock: %w", err)
+	}
+	stock := map[int64]int64{}
+	var id, q int64
+	if _, err := pgx.ForEachRow(rows, []any{&id, &q}, func() error { stock[id] = q; return nil }); err != nil {
+		return nil, fmt.Errorf("lock stock: %w", err)
+	}
+
+	// 3. Decide in arrival order, then write stock and outcomes.
+	var outcomes []surge.OrderOutcome
+	taken := map[int64]int64{}
+	for _, o := range batch {
+		if !claimed[o.ID] {
+			continue
+		}
+		left, known := stock[o.Item]
+		switch {
+		case !known:
+			outcomes = append(outcomes, surge.OrderOutcome{ID: o.ID, Status: surge.OrderRejected, Reason: surge.ReasonUnknownItem})
+		case left < int64(o.Quantity):
+			outcomes = append(outcomes, surge.OrderOutcome{ID: o.ID, Status: surge.OrderRejected, Reason: surge.ReasonOutOfStock})
+		default:
+			stock[o.Item] = left - int64(o.Quantity)
+			taken[o.Item] += int64(o.Quantity)
+			outcomes = append(outcomes, surge.OrderOutcome{ID: o.ID, Status: surge.OrderConfirmed})
+		}
+	}
+	var b pgx.Batch
+	for _, item := range itemIDs {
+		if d := taken[item]; d > 0 {
+			// The CHECK (quantity >= 0) backs the decision above.
+			b.Queue(`UPDATE items SET quantity = quantity - $2, updated_at = now() WHERE id = $1`, item, d)
+		}
+	}
+	oids, statuses, reasons := make([]string, len(outcomes)), make([]string, len(outcomes)), make([]*string, len(outcomes))
+	for i, o := range outcomes {
+		oids[i], statuses[i] = o.ID, o.Status
+		if o.Reason != "" {
+			reasons[i] = &outcomes[i].Reason
+		}
+	}
+	b.Queue(`UPDATE orders o SET status = u.status, reason = u.reason, committed_at = now()
+		FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, status, reason) WHERE o.id = u.id`, oids, statuses, reasons)
+	if len(taken) > 0 {
+		b.Queue(`SELECT pg_notify($1, 'stock')`, CatalogChannel)
+	}
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, fmt.Errorf("record orders: %w", err)
+	}
+	return outcomes, nil
+}

@@ -1,0 +1,162 @@
+package surge
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits of the shop.
+const (
+	MaxItemQuantity  = 1_000_000
+	MaxPriceCents    = 100_000_000 // 1,000,000.00
+	MaxOrderQuantity = 100
+	MaxNameLength    = 100
+)
+
+// Cents is an exact amount of money in hundredths. It is written as a
+// decimal string with two places ("12.50").
+type Cents int64
+
+func (c Cents) String() string { return fmt.Sprintf("%d.%02d", c/100, c%100) }
+
+// MarshalJSON writes the amount as a string, so no client reads a float.
+func (c Cents) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
+
+var pricePattern = regexp.MustCompile(`^(0|[1-9][0-9]{0,6})(\.[0-9]{1,2})?$`)
+
+// ParsePrice reads a price such as "12.5" or "12.50": at most two decimals,
+// from 0 to 1,000,000.
+func ParsePrice(s string) (Cents, error) {
+	if !pricePattern.MatchString(s) {
+		return 0, fmt.Errorf("must be a decimal from 0 to 1000000 with at most 2 decimals")
+	}
+	whole, frac, _ := strings.Cut(s, ".")
+	w, _ := strconv.ParseInt(whole, 10, 64)
+	for len(frac) < 2 {
+		frac += "0"
+	}
+	f, _ := strconv.ParseInt(frac, 10, 64)
+	c := Cents(w*100 + f)
+	if c > MaxPriceCents {
+		return 0, fmt.Errorf("must be at most 1000000")
+	}
+	return c, nil
+}
+
+// Item is something for sale.
+type Item struct {
+	ID       int64  `json:"id"`
+	Name     string `json:"name"`
+	Quantity int64  `json:"quantity"`
+	Price    Cents  `json:"price"`
+}
+
+// ItemInput is an admin's add-or-restock request, validated.
+type ItemInput struct {
+	Name     string
+	Quantity int64
+	Price    *Cents // nil: keep the current price (a restock); required for a new item
+}
+
+// NormalizeItemName trims a name. Names are compared case-insensitively
+// after trimming.
+func NormalizeItemName(name string) string { return strings.TrimSpace(name) }
+
+// ItemKey is the identity of an item name.
+func ItemKey(name string) string { return strings.ToLower(NormalizeItemName(name)) }
+
+// ParseItemInput validates raw fields (from JSON or a form). Every field
+// with a problem gets its own message.
+func ParseItemInput(name string, quantity json.Number, price *string) (ItemInput, error) {
+	fields := map[string]string{}
+	in := ItemInput{Name: NormalizeItemName(name)}
+	switch n := utf8.RuneCountInString(in.Name); {
+	case !utf8.ValidString(name):
+		fields["name"] = "must be valid UTF-8"
+	case n == 0:
+		fields["name"] = "is required"
+	case n > MaxNameLength:
+		fields["name"] = fmt.Sprintf("must be at most %d characters", MaxNameLength)
+	case strings.IndexFunc(in.Name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
+		fields["name"] = "must contain only printable characters"
+	}
+	q, err := strconv.ParseInt(string(quantity), 10, 64)
+	switch {
+	case quantity == "":
+		fields["quantity"] = "is required"
+	case err != nil:
+		fields["quantity"] = "must be a whole number"
+	case q < 0 || q > MaxItemQuantity:
+		fields["quantity"] = fmt.Sprintf("must be from 0 to %d", MaxItemQuantity)
+	default:
+		in.Quantity = q
+	}
+	if price != nil && *price != "" {
+		c, err := ParsePrice(*price)
+		if err != nil {
+			fields["price"] = err.Error()
+		} else {
+			in.Price = &c
+		}
+	}
+	if len(fields) > 0 {
+		return ItemInput{}, &Error{Code: EINVALID, Message: "invalid item", Fields: fields}
+	}
+	return in, nil
+}
+
+// Order statuses.
+const (
+	OrderPending   = "pending"
+	OrderConfirmed = "confirmed"
+	OrderRejected  = "rejected"
+
+	ReasonOutOfStock  = "out_of_stock"
+	ReasonUnknownItem = "unknown_item"
+)
+
+// Order is one captured order as it travels through a queue.
+type Order struct {
+	ID       string    `json:"id"` // the client's idempotency key, or a ULID
+	Item     int64     `json:"item"`
+	Quantity int       `json:"quantity"`
+	Node     string    `json:"node"`
+	At       time.Time `json:"at"`
+}
+
+var orderIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+
+// ValidOrderID reports whether s can be an order id.
+func ValidOrderID(s string) bool { return orderIDPattern.MatchString(s) }
+
+// Validate checks an order's shape. Whether the item exists is the worker's
+// business: an unknown item is a rejected order, not a bad request.
+func (o Order) Validate() error {
+	switch {
+	case !ValidOrderID(o.ID):
+		return Errorf(EINVALID, "order_id must be 1-64 letters, digits or . _ : -")
+	case o.Item <= 0:
+		return Errorf(EINVALID, "item must be a positive item id")
+	case o.Quantity < 1 || o.Quantity > MaxOrderQuantity:
+		return Errorf(EINVALID, "quantity must be a whole number from 1 to %d", MaxOrderQuantity)
+	}
+	return nil
+}
+
+// OrderState is what a buyer sees of an order.
+type OrderState struct {
+	OrderID string `json:"order_id"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// OrderOutcome is the result of applying an order.
+type OrderOutcome struct {
+	ID, Status, Reason string
+}
