@@ -86,7 +86,7 @@ func (s *Server) requireAdmin(c *gin.Context) {
 
 type itemRequest struct {
 	Name     string          `json:"name"`
-	Quantity json.Number     `json:"quantity"`
+	Quantity json.RawMessage `json:"quantity"`
 	Price    json.RawMessage `json:"price"` // "12.50" or 12.5
 }
 
@@ -98,15 +98,16 @@ func (s *Server) postItem(c *gin.Context) {
 		return
 	}
 	var price *string
+	quantity := numberLiteral(req.Quantity)
 	if form != nil {
-		req.Name, req.Quantity = form.Get("name"), json.Number(form.Get("quantity"))
+		req.Name, quantity = form.Get("name"), json.Number(form.Get("quantity"))
 		p := form.Get("price")
 		price = &p
 	} else if len(req.Price) > 0 && string(req.Price) != "null" {
 		p := strings.Trim(string(req.Price), `"`)
 		price = &p
 	}
-	in, err := surge.ParseItemInput(req.Name, req.Quantity, price)
+	in, err := surge.ParseItemInput(req.Name, quantity, price)
 	if err == nil {
 		var item surge.Item
 		var created bool

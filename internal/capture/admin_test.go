@@ -154,6 +154,7 @@ func TestAdminValidation(t *testing.T) {
 		{"negative quantity", `{"name":"A","quantity":-1,"price":"1"}`, []string{"quantity"}},
 		{"fractional quantity", `{"name":"A","quantity":1.5,"price":"1"}`, []string{"quantity"}},
 		{"huge quantity", `{"name":"A","quantity":1000001,"price":"1"}`, []string{"quantity"}},
+		{"quantity as text", `{"name":"A","quantity":"5","price":"1"}`, []string{"quantity"}},
 		{"quantity overflow", `{"name":"A","quantity":99999999999999999999999,"price":"1"}`, []string{"quantity"}},
 		{"three decimals", `{"name":"A","quantity":1,"price":"1.234"}`, []string{"price"}},
 		{"negative price", `{"name":"A","quantity":1,"price":"-1"}`, []string{"price"}},

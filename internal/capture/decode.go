@@ -79,6 +79,20 @@ func decodeBody(r *http.Request, limit int64, dst any) (url.Values, error) {
 	}
 }
 
+// numberLiteral returns the text of a JSON number literal, "" for an absent
+// or null value, and "not-a-number" for anything else (a quoted "2" is a
+// string, not a quantity), so that integer parsing rejects it.
+func numberLiteral(raw json.RawMessage) json.Number {
+	switch {
+	case len(raw) == 0 || string(raw) == "null":
+		return ""
+	case raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9'):
+		return json.Number(raw)
+	default:
+		return "not-a-number"
+	}
+}
+
 func wantsHTML(r *http.Request) bool {
 	return bytes.Contains([]byte(r.Header.Get("Accept")), []byte("text/html"))
 }

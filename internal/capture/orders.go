@@ -16,9 +16,9 @@ import (
 )
 
 type orderRequest struct {
-	OrderID  string      `json:"order_id"`
-	Item     json.Number `json:"item"`
-	Quantity json.Number `json:"quantity"`
+	OrderID  string          `json:"order_id"`
+	Item     json.RawMessage `json:"item"`
+	Quantity json.RawMessage `json:"quantity"`
 }
 
 // decodeOrder reads and validates an order request.
@@ -28,18 +28,19 @@ func decodeOrder(r *http.Request, limit int64) (surge.Order, error) {
 	if err != nil {
 		return surge.Order{}, err
 	}
+	item, quantity := numberLiteral(req.Item), numberLiteral(req.Quantity)
 	if form != nil {
-		req = orderRequest{OrderID: form.Get("order_id"), Item: json.Number(form.Get("item")), Quantity: json.Number(form.Get("quantity"))}
+		req.OrderID, item, quantity = form.Get("order_id"), json.Number(form.Get("item")), json.Number(form.Get("quantity"))
 	}
-	item, err := strconv.ParseInt(string(req.Item), 10, 64)
-	if err != nil || item <= 0 {
+	itemID, err := strconv.ParseInt(string(item), 10, 64)
+	if err != nil || itemID <= 0 {
 		return surge.Order{}, surge.Errorf(surge.EINVALID, "item must be a positive whole number (an item id)")
 	}
-	qty, err := strconv.Atoi(string(req.Quantity))
+	qty, err := strconv.Atoi(string(quantity))
 	if err != nil || qty < 1 || qty > surge.MaxOrderQuantity {
 		return surge.Order{}, surge.Errorf(surge.EINVALID, "quantity must be a whole number from 1 to %d", surge.MaxOrderQuantity)
 	}
-	o := surge.Order{ID: req.OrderID, Item: item, Quantity: qty}
+	o := surge.Order{ID: req.OrderID, Item: itemID, Quantity: qty}
 	if o.ID == "" {
 		o.ID = ulid.Make().String()
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/cookiejar"
@@ -213,8 +214,25 @@ func TestEveryAcknowledgedVoteCountedExactlyOnce(t *testing.T) {
 	t.Logf("counted exactly: %v from %d voters, %d acknowledged votes; worker-1 killed holding %d unacknowledged entries",
 		want, voters, done.Load(), stranded)
 
+	// Every service exports Prometheus metrics.
+	for _, m := range []struct{ addr, metric string }{
+		{c.Web[0].Addr, "surge_votes_captured_total"}, {c.Web[1].Addr, "surge_capture_pipeline_size"},
+		{c.Workers[1].Addr, "surge_worker_entries_applied_total"}, {c.Result.Addr, "surge_http_requests_total"},
+		{c.Admin.Addr, "go_goroutines"},
+	} {
+		resp, err := http.Get("http://" + m.addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), m.metric) {
+			t.Errorf("%s/metrics: %d, lacks %s", m.addr, resp.StatusCode, m.metric)
+		}
+	}
+
 	// Graceful shutdown: every service exits 0 on SIGTERM.
-	for _, s := range append(append([]*launcher.Service{c.Result}, c.Web...), c.Workers[1]) {
+	for _, s := range append(append([]*launcher.Service{c.Result, c.Admin}, c.Web...), c.Workers[1]) {
 		if err := s.Stop(15 * time.Second); err != nil {
 			t.Errorf("%s on SIGTERM: %v", s.Name, err)
 		}

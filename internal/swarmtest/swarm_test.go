@@ -1,0 +1,451 @@
+package swarmtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/surge-vote/surge/internal/launcher"
+	"github.com/surge-vote/surge/internal/stackfile"
+)
+
+// The stack is deployed under this name, as in the README.
+const stack = "surge"
+
+// env is what `make test-stack` (stack/deploy/test-stack.sh) passes in.
+type env struct {
+	image, tag                                   string // ours: SURGE_IMAGE, SURGE_TAG
+	redisImage, postgresImage, haproxyImage      string // the stand-ins
+	shards, workers                              int
+	root, stackFile                              string
+	port                                         int
+	adminPassword                                string
+	initialisedSwarm                             bool
+	labelled                                     []string
+	secrets                                      []string
+	rollImage                                    string
+	deployEnv                                    []string
+	webServices, redisServices, expectedServices []string
+}
+
+func loadEnv(t *testing.T) *env {
+	if os.Getenv("SURGE_SWARM_TEST") != "1" {
+		t.Skip("the Swarm test runs through `make test-stack` (SURGE_SWARM_TEST=1), which builds the images first")
+	}
+	e := &env{image: os.Getenv("SURGE_IMAGE"), tag: os.Getenv("SURGE_TAG"), redisImage: os.Getenv("REDIS_IMAGE"),
+		postgresImage: os.Getenv("POSTGRES_IMAGE"), haproxyImage: os.Getenv("HAPROXY_IMAGE")}
+	for name, v := range map[string]string{"SURGE_IMAGE": e.image, "SURGE_TAG": e.tag, "REDIS_IMAGE": e.redisImage,
+		"POSTGRES_IMAGE": e.postgresImage, "HAPROXY_IMAGE": e.haproxyImage} {
+		if v == "" {
+			t.Fatalf("%s is not set: run `make test-stack`", name)
+		}
+	}
+	d := stackfile.Defaults()
+	e.shards, e.workers = d.Shards, d.Workers
+	var err error
+	if e.root, err = moduleRoot(); err != nil {
+		t.Fatal(err)
+	}
+	e.stackFile = filepath.Join(e.root, "docker-stack.yml")
+	if e.port, err = launcher.FreePort(); err != nil {
+		t.Fatal(err)
+	}
+	for k := 1; k <= e.shards; k++ {
+		e.webServices = append(e.webServices, fmt.Sprintf("%s_web-%d", stack, k))
+		e.redisServices = append(e.redisServices, fmt.Sprintf("%s_redis-%d", stack, k))
+	}
+	e.expectedServices = append(append(append([]string{}, e.webServices...), e.redisServices...),
+		stack+"_haproxy", stack+"_admin", stack+"_result", stack+"_worker", stack+"_postgres")
+	sort.Strings(e.expectedServices)
+	e.deployEnv = []string{"SURGE_IMAGE=" + e.image, "SURGE_TAG=" + e.tag, "REDIS_IMAGE=" + e.redisImage,
+		"POSTGRES_IMAGE=" + e.postgresImage, "HAPROXY_IMAGE=" + e.haproxyImage, "HTTP_PORT=" + strconv.Itoa(e.port)}
+	return e
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// TestSwarmStack deploys the committed docker-stack.yml on a single-node
+// Swarm of this machine's engine and exercises it through HAProxy's
+// published port: steps 1 to 7 of the deployment issue.
+func TestSwarmStack(t *testing.T) {
+	e := loadEnv(t)
+	start := time.Now()
+	ctx := context.Background()
+	step := func(format string, args ...any) {
+		t.Logf("[%6.1fs] %s", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+
+	// 1. Swarm, node labels, secrets, deploy.
+	e.setUp(t)
+	t.Cleanup(func() { e.tearDown(t, step) })
+	step("1. deploy: docker stack deploy -c docker-stack.yml %s (published port %d)", stack, e.port)
+	must(t, "stack", "deploy", "--resolve-image", "never", "--prune", "-c", e.stackFile, stack)
+
+	// 2. Every service converged and healthy, and HAProxy routing.
+	c := newClient("http://127.0.0.1:"+strconv.Itoa(e.port), 32)
+	if err := eventually(4*time.Minute, 2*time.Second, func() error {
+		svcs, err := stackServices(stack)
+		if err != nil {
+			return err
+		}
+		names := slices.Sorted(func(yield func(string) bool) {
+			for n := range svcs {
+				if !yield(n) {
+					return
+				}
+			}
+		})
+		if !slices.Equal(names, e.expectedServices) {
+			return fmt.Errorf("services %v, want %v", names, e.expectedServices)
+		}
+		if err := converged(stack); err != nil {
+			return err
+		}
+		_, _, err = c.counts(ctx)
+		return err
+	}); err != nil {
+		t.Fatalf("2. stack not healthy: %v", err)
+	}
+	step("2. all %d services converged and every container is healthy", len(e.expectedServices))
+
+	baseFinal, baseTotal, err := c.counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect := newTally()
+	for k, v := range baseFinal {
+		expect.final[k] = v
+	}
+	if baseTotal != 0 {
+		t.Logf("the poll already has %d votes (a volume from an earlier run?); counting from there", baseTotal)
+	}
+
+	// 3. Votes through HAProxy, counted exactly.
+	t3 := time.Now()
+	runLoad(ctx, c, expect, loadOptions{Voters: 1000, Concurrency: 16, ChangeShare: 0.5, MaxDuration: 2 * time.Minute})
+	final, nodes, failures := expect.snapshot()
+	if n := expect.failed.Load(); n > 0 {
+		t.Fatalf("3. %d votes failed: %v", n, failures)
+	}
+	step("3. %d votes acknowledged (1000 voters, half of them changed their vote) in %s", expect.ok.Load(), time.Since(t3).Round(time.Millisecond))
+	waitCounts(t, ctx, c, final, "3. votes")
+	step("3. counts match exactly: %v", final)
+	e.checkQueues(t)
+
+	// 4. Round robin: every web task answered, in fair shares.
+	e.checkNodes(t, nodes, expect.ok.Load())
+	step("4. 202s came from %d frontends: %v", len(nodes), nodes)
+
+	// 5. Three workers; one is SIGKILLed under load; nothing is lost.
+	t5 := time.Now()
+	must(t, "service", "scale", "--detach=false", stack+"_worker=3")
+	if err := eventually(2*time.Minute, time.Second, func() error { return converged(stack) }); err != nil {
+		t.Fatalf("5. after scaling the workers: %v", err)
+	}
+	if n := len(containers(t, stack+"_worker")); n != 3 {
+		t.Fatalf("5. %d worker containers, want 3", n)
+	}
+	step("5. scaled %s_worker to 3 (%s)", stack, time.Since(t5).Round(time.Millisecond))
+	killed := make(chan string, 1)
+	go func() {
+		time.Sleep(3 * time.Second)
+		ids := containers(t, stack+"_worker")
+		victim := ids[len(ids)/2]
+		name, _ := docker(ctx, nil, "inspect", "-f", "{{.Name}}", victim)
+		if _, err := docker(ctx, nil, "kill", victim); err != nil {
+			t.Error(err)
+		}
+		killed <- strings.TrimPrefix(name, "/")
+	}()
+	before := expect.ok.Load()
+	runLoad(ctx, c, expect, loadOptions{Voters: 1500, Concurrency: 8, Every: 20 * time.Millisecond, ChangeShare: 0.3, MaxDuration: 2 * time.Minute})
+	victim := <-killed
+	final, _, failures = expect.snapshot()
+	if n := expect.failed.Load(); n > 0 {
+		t.Fatalf("5. %d votes failed: %v", n, failures)
+	}
+	step("5. SIGKILLed worker %s while %d more votes were acknowledged", victim, expect.ok.Load()-before)
+	waitCounts(t, ctx, c, final, "5. after a worker was killed")
+	if err := eventually(2*time.Minute, time.Second, func() error { return converged(stack) }); err != nil {
+		t.Fatalf("5. the killed worker was not replaced: %v", err)
+	}
+	tasks := must(t, "service", "ps", stack+"_worker", "--format", "{{.Name}} {{.DesiredState}} {{.CurrentState}} {{.Error}}")
+	if !strings.Contains(tasks, "Failed") && !strings.Contains(tasks, "exit (137)") {
+		t.Errorf("5. no failed worker task after the kill:\n%s", tasks)
+	}
+	e.checkQueues(t)
+	step("5. nothing lost: counts match exactly (%v), no pending entries, no dead letters; the killed task was replaced", final)
+
+	// 6. A new image tag rolled over every web service under a steady load:
+	// not one failed request.
+	e.rollImage = e.image + ":swarmtest-roll"
+	build := exec.Command("docker", "build", "--pull=false", "-q", "-t", e.rollImage, "-")
+	build.Stdin = strings.NewReader(fmt.Sprintf("FROM %s:%s\nLABEL surge.swarmtest.roll=%q\n", e.image, e.tag, randomHex(4)))
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("6. build %s: %v\n%s", e.rollImage, err, out)
+	}
+	oldID, newID := must(t, "image", "inspect", "-f", "{{.Id}}", e.image+":"+e.tag), must(t, "image", "inspect", "-f", "{{.Id}}", e.rollImage)
+	if oldID == newID {
+		t.Fatal("6. the roll image is the same image")
+	}
+	t6 := time.Now()
+	before = expect.ok.Load()
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		runLoad(loadCtx, c, expect, loadOptions{Concurrency: 8, Every: 25 * time.Millisecond, ChangeShare: 0.2, MaxDuration: 10 * time.Minute})
+	}()
+	time.Sleep(3 * time.Second)
+	for _, svc := range e.webServices {
+		ts := time.Now()
+		out, err := docker(ctx, nil, "service", "update", "--detach=false", "--image", e.rollImage, svc)
+		if err != nil {
+			stopLoad()
+			<-loadDone
+			t.Fatalf("6. roll %s: %v", svc, err)
+		}
+		state := must(t, "service", "inspect", "-f", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", svc)
+		if state != "completed" {
+			stopLoad()
+			<-loadDone
+			t.Fatalf("6. %s update state %q, want completed\n%s", svc, state, out)
+		}
+		step("6. rolled %s to %s in %s (update %s)", svc, e.rollImage, time.Since(ts).Round(time.Millisecond), state)
+	}
+	time.Sleep(3 * time.Second)
+	stopLoad()
+	<-loadDone
+	final, _, failures = expect.snapshot()
+	sent := expect.ok.Load() - before
+	if n := expect.failed.Load(); n > 0 {
+		t.Fatalf("6. rolling update: %d of %d requests failed: %v", n, sent+n, failures)
+	}
+	for _, svc := range e.webServices {
+		for _, id := range containers(t, svc) {
+			if img := must(t, "inspect", "-f", "{{.Image}}", id); img != newID {
+				t.Errorf("6. %s container %s runs %s, want the roll image %s", svc, id[:12], img, newID)
+			}
+		}
+	}
+	if sent < 200 {
+		t.Fatalf("6. only %d votes during the roll: not a steady load", sent)
+	}
+	step("6. rolling update over %d web services in %s: %d votes acknowledged, 0 failed", len(e.webServices), time.Since(t6).Round(time.Millisecond), sent)
+	waitCounts(t, ctx, c, final, "6. after the rolling update")
+	e.checkQueues(t)
+	step("6. counts match exactly after the roll: %v", final)
+
+	// 7. Tear down: t.Cleanup, which also runs when a step fails.
+	step("done in %s; tearing down", time.Since(start).Round(time.Second))
+}
+
+// setUp initialises a single-node Swarm if the engine is in none, labels the
+// node for every shard and for Postgres, and creates the secrets.
+func (e *env) setUp(t *testing.T) {
+	state := must(t, "info", "--format", "{{.Swarm.LocalNodeState}}")
+	switch state {
+	case "inactive":
+		must(t, "swarm", "init", "--advertise-addr", "127.0.0.1")
+		e.initialisedSwarm = true
+	case "active":
+		if must(t, "info", "--format", "{{.Swarm.ControlAvailable}}") != "true" {
+			t.Fatal("this engine is a Swarm worker; the test needs a manager or no Swarm")
+		}
+		if svcs, _ := stackServices(stack); len(svcs) > 0 {
+			t.Fatalf("a stack %q is already deployed on this Swarm; not touching it", stack)
+		}
+		t.Logf("reusing this engine's Swarm (it will not be left)")
+	default:
+		t.Fatalf("swarm state %q", state)
+	}
+	node := must(t, "info", "--format", "{{.Swarm.NodeID}}")
+	args := []string{"node", "update"}
+	for k := 1; k <= e.shards; k++ {
+		e.labelled = append(e.labelled, stackfile.ShardNodeLabel(k))
+		args = append(args, "--label-add", stackfile.ShardNodeLabel(k)+"=true")
+	}
+	e.labelled = append(e.labelled, stackfile.PostgresLabel)
+	args = append(args, "--label-add", stackfile.PostgresLabel+"=true", node)
+	must(t, args...)
+
+	e.adminPassword = randomHex(16)
+	for name, value := range map[string]string{
+		stackfile.PostgresPasswordSecret: randomHex(24),
+		stackfile.CookieKeysSecret:       randomHex(32),
+		stackfile.AdminPasswordSecret:    e.adminPassword,
+	} {
+		cmd := exec.Command("docker", "secret", "create", name, "-")
+		cmd.Stdin = strings.NewReader(value)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("docker secret create %s: %v\n%s", name, err, out)
+		}
+		e.secrets = append(e.secrets, name)
+	}
+	// docker stack deploy reads the variables from its environment.
+	for _, kv := range e.deployEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+}
+
+// tearDown removes everything setUp and the deploy created, whatever
+// happened; on failure it first prints what the services said.
+func (e *env) tearDown(t *testing.T, step func(string, ...any)) {
+	ctx := context.Background()
+	if t.Failed() {
+		out, _ := docker(ctx, nil, "service", "ls")
+		t.Logf("services:\n%s", out)
+		for _, svc := range e.expectedServices {
+			ps, _ := docker(ctx, nil, "service", "ps", "--no-trunc", "--format", "{{.Name}} {{.Image}} {{.DesiredState}} {{.CurrentState}} {{.Error}}", svc)
+			logs, _ := docker(ctx, nil, "service", "logs", "--raw", "--tail", "15", svc)
+			t.Logf("--- %s\n%s\n%s", svc, ps, logs)
+		}
+	}
+	t0 := time.Now()
+	if _, err := docker(ctx, nil, "stack", "rm", stack); err != nil {
+		t.Error(err)
+	}
+	if err := eventually(2*time.Minute, time.Second, func() error {
+		out, err := docker(ctx, nil, "ps", "-aq", "--filter", "label=com.docker.stack.namespace="+stack)
+		if err != nil || out != "" {
+			return fmt.Errorf("containers left: %q %v", out, err)
+		}
+		out, err = docker(ctx, nil, "network", "ls", "-q", "--filter", "label=com.docker.stack.namespace="+stack)
+		if err != nil || out != "" {
+			return fmt.Errorf("networks left: %q %v", out, err)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	vols, _ := docker(ctx, nil, "volume", "ls", "-q", "--filter", "label=com.docker.stack.namespace="+stack)
+	for _, v := range lines(vols) {
+		if _, err := docker(ctx, nil, "volume", "rm", v); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, s := range e.secrets {
+		if _, err := docker(ctx, nil, "secret", "rm", s); err != nil {
+			t.Error(err)
+		}
+	}
+	if e.rollImage != "" {
+		docker(ctx, nil, "image", "rm", e.rollImage)
+	}
+	if e.initialisedSwarm {
+		if _, err := docker(ctx, nil, "swarm", "leave", "--force"); err != nil {
+			t.Error(err)
+		}
+	} else if len(e.labelled) > 0 {
+		args := []string{"node", "update"}
+		for _, l := range e.labelled {
+			args = append(args, "--label-rm", l)
+		}
+		node, _ := docker(ctx, nil, "info", "--format", "{{.Swarm.NodeID}}")
+		if _, err := docker(ctx, nil, append(args, node)...); err != nil {
+			t.Error(err)
+		}
+	}
+	step("7. torn down in %s: stack, volumes, secrets%s", time.Since(t0).Round(time.Millisecond),
+		map[bool]string{true: ", swarm left", false: ", node labels removed"}[e.initialisedSwarm])
+}
+
+// waitCounts waits until the poll's counts equal want exactly. The total can
+// only grow towards the number of voters: more is a double count.
+func waitCounts(t *testing.T, ctx context.Context, c *client, want map[string]int64, what string) {
+	t.Helper()
+	var wantTotal int64
+	for _, v := range want {
+		wantTotal += v
+	}
+	var last map[string]int64
+	err := eventually(3*time.Minute, 500*time.Millisecond, func() error {
+		got, total, err := c.counts(ctx)
+		if err != nil {
+			return err
+		}
+		last = got
+		if total > wantTotal {
+			return permanent{fmt.Errorf("total %d > %d voters acknowledged: counted twice", total, wantTotal)}
+		}
+		for _, ch := range choices {
+			if got[ch] != want[ch] {
+				return fmt.Errorf("counts %v, want %v", got, want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s: counts never matched: %v (last %v)", what, err, last)
+	}
+}
+
+// checkQueues asserts that every shard's consumer group holds no pending
+// entry and that nothing was dead-lettered.
+func (e *env) checkQueues(t *testing.T) {
+	t.Helper()
+	for _, svc := range e.redisServices {
+		ids := containers(t, svc)
+		if len(ids) != 1 {
+			t.Fatalf("%s: %d containers", svc, len(ids))
+		}
+		err := eventually(time.Minute, 500*time.Millisecond, func() error {
+			pending, err := docker(context.Background(), nil, "exec", ids[0], "redis-cli", "XPENDING", "surge:entries", "workers")
+			if err != nil {
+				return err
+			}
+			if first := strings.SplitN(pending, "\n", 2)[0]; first != "0" {
+				return fmt.Errorf("%s: XPENDING: %s", svc, pending)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead := must(t, "exec", ids[0], "redis-cli", "XLEN", "surge:dead")
+		if dead != "0" {
+			t.Fatalf("%s: %s entries in surge:dead", svc, dead)
+		}
+	}
+}
+
+// checkNodes asserts that the 202s came from every web task, round robin.
+func (e *env) checkNodes(t *testing.T, nodes map[string]int, total int64) {
+	t.Helper()
+	var want []string
+	for _, svc := range e.webServices {
+		for _, id := range containers(t, svc) {
+			want = append(want, must(t, "inspect", "-f", "{{.Config.Hostname}}", id))
+		}
+	}
+	sort.Strings(want)
+	var got []string
+	for n := range nodes {
+		got = append(got, n)
+	}
+	sort.Strings(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("4. 202s came from %v, want every web task %v", got, want)
+	}
+	fair := float64(total) / float64(len(want))
+	for n, count := range nodes {
+		if float64(count) < 0.5*fair {
+			t.Errorf("4. %s answered %d of %d votes: not round robin (%v)", n, count, total, nodes)
+		}
+	}
+}
