@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return fmt.Errorf("listen: %w", err)
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "node", cfg.Node)
-	var markers redis.OrderMarkers
+	markers := redis.Shards{Stream: cfg.Stream, Group: cfg.Group}
 	for _, addr := range cfg.Shards {
 		c := redis.NewClient(redis.Config{Addr: addr, Password: cfg.RedisPassword}, 4)
 		defer c.Close()

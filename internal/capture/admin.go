@@ -61,6 +61,8 @@ func newAdmin(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	admin.GET("/api/items", s.getAdminItems)
 	admin.POST("/api/items", s.postItem)
 	admin.POST("/api/polls", s.postPoll)
+	admin.GET("/api/audit/votes", s.getAuditVotes)
+	admin.GET("/api/audit/orders", s.getAuditOrders)
 	r.NoRoute(func(c *gin.Context) { httpx.Error(c, s.log, surge.Errorf(surge.ENOTFOUND, "no such page")) })
 	s.engine = r
 	// Form posts from another origin are refused (Sec-Fetch-Site / Origin).
@@ -203,4 +205,35 @@ func (s *Server) renderAdminPage(c *gin.Context, status int, formErr error, name
 	}}); err != nil {
 		s.log.Error("render admin page", "err", err)
 	}
+}
+
+// getAuditVotes lists the vote that counts for every voter of a poll, so a
+// load tool can check each acknowledged vote against what was counted.
+func (s *Server) getAuditVotes(c *gin.Context) {
+	poll := c.Query("poll")
+	if poll == "" {
+		poll = surge.DefaultPollID
+	}
+	votes, err := s.db.CountedVotes(c.Request.Context(), poll)
+	if err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
+	if votes == nil {
+		votes = []postgres.VoteRecord{}
+	}
+	c.JSON(http.StatusOK, votes)
+}
+
+// getAuditOrders lists every applied order.
+func (s *Server) getAuditOrders(c *gin.Context) {
+	orders, err := s.db.AppliedOrders(c.Request.Context())
+	if err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
+	if orders == nil {
+		orders = []postgres.OrderRecord{}
+	}
+	c.JSON(http.StatusOK, orders)
 }

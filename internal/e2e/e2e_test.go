@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -20,9 +21,11 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/surge-vote/surge/internal/launcher"
+	"github.com/surge-vote/surge/internal/postgres"
 	"github.com/surge-vote/surge/internal/redis"
 	"github.com/surge-vote/surge/internal/surge"
 	"github.com/surge-vote/surge/internal/testenv"
+	"github.com/surge-vote/surge/internal/voter"
 )
 
 var binDir string
@@ -214,6 +217,22 @@ func TestEveryAcknowledgedVoteCountedExactlyOnce(t *testing.T) {
 	t.Logf("counted exactly: %v from %d voters, %d acknowledged votes; worker-1 killed holding %d unacknowledged entries",
 		want, voters, done.Load(), stranded)
 
+	// Per voter: the vote that counts is the last one acknowledged.
+	counted := map[string]string{}
+	for _, r := range auditVotes(t, c) {
+		counted[r.Voter] = r.Choice
+	}
+	u, _ := url.Parse(c.URL)
+	for i, v := range vs {
+		id := voterID(v.http.Jar.Cookies(u))
+		if id == "" || counted[id] != v.final {
+			t.Fatalf("voter %d (%s): counted %q, last acknowledged %q", i, id, counted[id], v.final)
+		}
+	}
+	if len(counted) != voters {
+		t.Fatalf("%d voters counted, want %d", len(counted), voters)
+	}
+
 	// Every service exports Prometheus metrics.
 	for _, m := range []struct{ addr, metric string }{
 		{c.Web[0].Addr, "surge_votes_captured_total"}, {c.Web[1].Addr, "surge_capture_pipeline_size"},
@@ -239,6 +258,32 @@ func TestEveryAcknowledgedVoteCountedExactlyOnce(t *testing.T) {
 	}
 }
 
+// voterID reads the voter id out of the (signed, not encrypted) cookie.
+func voterID(cookies []*http.Cookie) string {
+	for _, c := range cookies {
+		if c.Name == voter.CookieName {
+			if parts := strings.Split(c.Value, "."); len(parts) == 4 {
+				return parts[1]
+			}
+		}
+	}
+	return ""
+}
+
+func auditVotes(t *testing.T, c *launcher.Cluster) []postgres.VoteRecord {
+	t.Helper()
+	req, _ := http.NewRequest("GET", c.URL+"/admin/api/audit/votes?poll=cats-vs-dogs", nil)
+	req.SetBasicAuth(c.AdminUser, c.AdminPassword)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("audit votes: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	var out []postgres.VoteRecord
+	json.NewDecoder(resp.Body).Decode(&out)
+	return out
+}
+
 // pendingOf counts the entries delivered to consumer and not acknowledged.
 func pendingOf(c *launcher.Cluster, consumer string) int64 {
 	var n int64
@@ -255,22 +300,26 @@ func pendingOf(c *launcher.Cluster, consumer string) int64 {
 	return n
 }
 
-// waitDrained waits until every shard's group has nothing pending or undelivered.
+// waitDrained waits until the result service reports every shard drained.
 func waitDrained(t *testing.T, c *launcher.Cluster) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
-	for _, r := range c.Redis {
-		q := &redis.Consumer{Client: redis.NewClient(redis.Config{Addr: r.Addr}, 1), Stream: redis.DefaultStream, Group: "workers"}
-		for {
-			b, err := q.Backlog(context.Background())
-			if err == nil && b.Drained() {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("shard %s did not drain: %+v %v", r.Addr, b, err)
-			}
-			time.Sleep(100 * time.Millisecond)
+	for {
+		var b struct {
+			Drained bool
+			Shards  []redis.ShardBacklog
 		}
-		q.Client.Close()
+		resp, err := http.Get(c.URL + "/results/api/backlog")
+		if err == nil {
+			json.NewDecoder(resp.Body).Decode(&b)
+			resp.Body.Close()
+			if b.Drained && len(b.Shards) == len(c.Redis) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queues did not drain: %+v %v", b, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

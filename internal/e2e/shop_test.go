@@ -120,6 +120,24 @@ func TestOrdersNeverOversell(t *testing.T) {
 	for _, f := range fronts {
 		waitQuantity(t, f, item.ID, 0) // invalidated by the orders, no TTL
 	}
+	req, _ := http.NewRequest("GET", c.URL+"/admin/api/audit/orders", nil)
+	req.SetBasicAuth(c.AdminUser, c.AdminPassword)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audit []struct{ Status string }
+	json.NewDecoder(resp.Body).Decode(&audit)
+	resp.Body.Close()
+	confirmed := 0
+	for _, o := range audit {
+		if o.Status == surge.OrderConfirmed {
+			confirmed++
+		}
+	}
+	if len(audit) != orders || confirmed != 100 {
+		t.Fatalf("audit: %d orders, %d confirmed", len(audit), confirmed)
+	}
 
 	// A restock shows on every frontend within a second.
 	if status, item = adminPost(t, c, "/admin/api/items", map[string]any{"name": "  LIMITED sneaker ", "quantity": 25}); status != http.StatusOK || item.Quantity != 25 {

@@ -246,3 +246,47 @@ func applyOrders(ctx context.Context, tx pgx.Tx, orders []surge.Order) ([]surge.
 	}
 	return outcomes, nil
 }
+
+// VoteRecord is the vote that counts for one voter.
+type VoteRecord struct {
+	Voter   string `json:"voter"`
+	Choice  string `json:"choice"`
+	Version int64  `json:"version"`
+	EventID string `json:"event_id"`
+}
+
+// CountedVotes returns the vote that counts for every voter of a poll, for
+// audits such as the load tool's verification.
+func (db *DB) CountedVotes(ctx context.Context, poll string) ([]VoteRecord, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT voter, choice, version, event_id FROM votes WHERE poll = $1 ORDER BY voter`, poll)
+	if err != nil {
+		return nil, db.classify(fmt.Errorf("counted votes of %s: %w", poll, err))
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[VoteRecord])
+	if err != nil {
+		return nil, db.classify(fmt.Errorf("counted votes of %s: %w", poll, err))
+	}
+	return out, nil
+}
+
+// OrderRecord is an applied order.
+type OrderRecord struct {
+	OrderID  string `json:"order_id"`
+	Item     int64  `json:"item"`
+	Quantity int    `json:"quantity"`
+	Status   string `json:"status"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// AppliedOrders returns every applied order, for audits.
+func (db *DB) AppliedOrders(ctx context.Context) ([]OrderRecord, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT id, item_id, quantity, status, coalesce(reason, '') FROM orders ORDER BY id`)
+	if err != nil {
+		return nil, db.classify(fmt.Errorf("applied orders: %w", err))
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OrderRecord])
+	if err != nil {
+		return nil, db.classify(fmt.Errorf("applied orders: %w", err))
+	}
+	return out, nil
+}

@@ -149,8 +149,8 @@ func (c *Consumer) DeadLetter(ctx context.Context, m Message, reason string) err
 
 // Backlog is how far the group is behind on a stream.
 type Backlog struct {
-	Pending int64 // delivered, not acknowledged
-	Lag     int64 // not yet delivered
+	Pending int64 `json:"pending"` // delivered, not acknowledged
+	Lag     int64 `json:"lag"`     // not yet delivered
 }
 
 // Drained reports whether every entry was delivered and acknowledged.
@@ -243,14 +243,41 @@ func splitID(id string) (uint64, uint64) {
 	return m, s
 }
 
-// OrderMarkers finds the pending-order marks on every shard.
-type OrderMarkers struct {
+// Shards is the read-only view of every shard that the result service has:
+// pending-order marks and the workers' backlog.
+type Shards struct {
 	Clients []*goredis.Client
+	Stream  string
+	Group   string
+}
+
+// ShardBacklog is one shard's backlog.
+type ShardBacklog struct {
+	Addr string `json:"addr"`
+	Backlog
+}
+
+// Backlog returns every shard's backlog. A stream or group that does not
+// exist yet has nothing to drain.
+func (o Shards) Backlog(ctx context.Context) ([]ShardBacklog, error) {
+	out := make([]ShardBacklog, 0, len(o.Clients))
+	for _, c := range o.Clients {
+		q := Consumer{Client: c, Stream: o.Stream, Group: o.Group}
+		b, err := q.Backlog(ctx)
+		if err != nil {
+			n, xerr := c.Exists(ctx, o.Stream).Result()
+			if xerr != nil || n > 0 {
+				return nil, err
+			}
+		}
+		out = append(out, ShardBacklog{Addr: c.Options().Addr, Backlog: b})
+	}
+	return out, nil
 }
 
 // Pending reports whether some shard holds an order id that a worker may not
 // have applied yet. An unreachable shard is an error: the order could be there.
-func (o OrderMarkers) Pending(ctx context.Context, id string) (bool, error) {
+func (o Shards) Pending(ctx context.Context, id string) (bool, error) {
 	var unreachable error
 	for _, c := range o.Clients {
 		n, err := c.Exists(ctx, OrderKey(id)).Result()

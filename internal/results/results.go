@@ -13,6 +13,7 @@ import (
 
 	"github.com/surge-vote/surge/internal/httpx"
 	"github.com/surge-vote/surge/internal/postgres"
+	"github.com/surge-vote/surge/internal/redis"
 	"github.com/surge-vote/surge/internal/surge"
 	"github.com/surge-vote/surge/internal/telemetry"
 	"github.com/surge-vote/surge/internal/ui"
@@ -28,6 +29,8 @@ type Config struct {
 	// Every shard, to tell a pending order from an unknown one.
 	Shards        []string `mapstructure:"shards"`
 	RedisPassword string   `mapstructure:"redis_password"`
+	Stream        string   `mapstructure:"stream"`
+	Group         string   `mapstructure:"group"`
 }
 
 // DefaultConfig returns the defaults.
@@ -37,6 +40,8 @@ func DefaultConfig() Config {
 		Postgres: postgres.Config{URL: "postgres://surge@127.0.0.1:5432/surge?sslmode=disable", MaxConns: 10},
 		Polls:    surge.DefaultPolls(),
 		LogLevel: "info",
+		Stream:   redis.DefaultStream,
+		Group:    "workers",
 	}
 }
 
@@ -48,23 +53,25 @@ type Store interface {
 	Ping(ctx context.Context) error
 }
 
-// PendingOrders knows the orders queued but perhaps not yet applied.
-type PendingOrders interface {
+// Queues is what the result service knows of the shards: orders queued but
+// perhaps not yet applied, and how far the workers are behind.
+type Queues interface {
 	Pending(ctx context.Context, id string) (bool, error)
+	Backlog(ctx context.Context) ([]redis.ShardBacklog, error)
 }
 
 // Server serves results.
 type Server struct {
 	node   string
 	store  Store
-	queued PendingOrders
+	queued Queues
 	log    *slog.Logger
 	reg    *prometheus.Registry
 	engine *gin.Engine
 }
 
 // New builds the routes.
-func New(node string, store Store, queued PendingOrders, log *slog.Logger) *Server {
+func New(node string, store Store, queued Queues, log *slog.Logger) *Server {
 	s := &Server{node: node, store: store, queued: queued, log: log, reg: telemetry.NewRegistry()}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
@@ -75,6 +82,7 @@ func New(node string, store Store, queued PendingOrders, log *slog.Logger) *Serv
 	r.GET("/results", s.getPage)
 	r.GET("/results/api/polls", s.getPolls)
 	r.GET("/results/api/polls/:poll", s.getPoll)
+	r.GET("/results/api/backlog", s.getBacklog)
 	r.GET("/orders/:id", s.getOrder)
 	r.GET("/healthz", s.getHealth)
 	r.GET("/metrics", telemetry.MetricsHandler(s.reg))
@@ -127,6 +135,21 @@ func (s *Server) getOrder(c *gin.Context) {
 		}
 		httpx.Error(c, s.log, surge.Errorf(surge.ENOTFOUND, "unknown order %q", id))
 	}
+}
+
+// getBacklog tells whether the workers have drained every shard: what a
+// load tool waits for before it verifies.
+func (s *Server) getBacklog(c *gin.Context) {
+	shards, err := s.queued.Backlog(c.Request.Context())
+	if err != nil {
+		httpx.Error(c, s.log, surge.Unavailable("queue", err))
+		return
+	}
+	drained := true
+	for _, b := range shards {
+		drained = drained && b.Drained()
+	}
+	c.JSON(http.StatusOK, gin.H{"drained": drained, "shards": shards})
 }
 
 func (s *Server) getPolls(c *gin.Context) {

@@ -47,7 +47,7 @@ func TestResultsAPIAndPage(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(results.New("result-<1>", db, redis.OrderMarkers{}, slog.New(slog.DiscardHandler)).Handler())
+	ts := httptest.NewServer(results.New("result-<1>", db, redis.Shards{}, slog.New(slog.DiscardHandler)).Handler())
 	defer ts.Close()
 
 	tests := []struct {
@@ -100,7 +100,7 @@ func TestHealthFailsWithoutDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ts := httptest.NewServer(results.New("r", db, redis.OrderMarkers{}, slog.New(slog.DiscardHandler)).Handler())
+	ts := httptest.NewServer(results.New("r", db, redis.Shards{}, slog.New(slog.DiscardHandler)).Handler())
 	defer ts.Close()
 	if status, _ := get(t, ts.URL+"/healthz"); status != 503 {
 		t.Fatalf("healthz %d without a database", status)

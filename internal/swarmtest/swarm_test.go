@@ -121,6 +121,7 @@ func TestSwarmStack(t *testing.T) {
 		t.Fatalf("2. stack not healthy: %v", err)
 	}
 	step("2. all %d services converged and every container is healthy", len(e.expectedServices))
+	logRestarts(t)
 
 	baseFinal, baseTotal, err := c.counts(ctx)
 	if err != nil {
@@ -219,11 +220,23 @@ func TestSwarmStack(t *testing.T) {
 			<-loadDone
 			t.Fatalf("6. roll %s: %v", svc, err)
 		}
-		state := must(t, "service", "inspect", "-f", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", svc)
-		if state != "completed" {
+		// The update stays "updating" through its monitor period; a failure
+		// there would turn it into a rollback.
+		var state string
+		err = eventually(2*time.Minute, time.Second, func() error {
+			state = must(t, "service", "inspect", "-f", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", svc)
+			switch state {
+			case "completed":
+				return nil
+			case "updating":
+				return fmt.Errorf("%s: still updating", svc)
+			}
+			return permanent{fmt.Errorf("%s: update state %q", svc, state)}
+		})
+		if err != nil {
 			stopLoad()
 			<-loadDone
-			t.Fatalf("6. %s update state %q, want completed\n%s", svc, state, out)
+			t.Fatalf("6. %v, want completed\n%s", err, out)
 		}
 		step("6. rolled %s to %s in %s (update %s)", svc, e.rollImage, time.Since(ts).Round(time.Millisecond), state)
 	}
@@ -447,5 +460,18 @@ func (e *env) checkNodes(t *testing.T, nodes map[string]int, total int64) {
 		if float64(count) < 0.5*fair {
 			t.Errorf("4. %s answered %d of %d votes: not round robin (%v)", n, count, total, nodes)
 		}
+	}
+}
+
+// logRestarts logs the stack's tasks that exited before it converged, with
+// their last words: a service that waits for its dependencies shows none.
+func logRestarts(t *testing.T) {
+	out, _ := docker(context.Background(), nil, "stack", "ps", stack, "--filter", "desired-state=shutdown",
+		"--format", "{{.ID}} {{.Name}} {{.CurrentState}} {{.Error}}")
+	for _, l := range lines(out) {
+		id, rest, _ := strings.Cut(l, " ")
+		cid, _ := docker(context.Background(), nil, "inspect", "-f", "{{.Status.ContainerStatus.ContainerID}}", id)
+		logs, _ := docker(context.Background(), nil, "logs", "--tail", "5", cid)
+		t.Logf("restarted before converging: %s\n%s", rest, logs)
 	}
 }
