@@ -4,7 +4,7 @@ GO ?= go
 PORT ?= 8080
 BIN := .surge/bin
 
-.PHONY: run test deps build unit clean
+.PHONY: run test deps build unit clean image test-stack
 
 build:
 	@mkdir -p $(BIN)
@@ -20,6 +20,7 @@ run: deps build
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	@$(MAKE) --no-print-directory test-stack
 
 # Pure unit tests only (no servers).
 unit:
@@ -27,3 +28,19 @@ unit:
 
 clean:
 	rm -rf .surge
+
+# The container image: static binaries built here, then FROM scratch (no pull).
+IMAGE ?= surge
+TAG ?= latest
+DIST := .surge/dist
+image:
+	@mkdir -p $(DIST)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(DIST)/ ./web ./worker ./result ./stack/healthcheck
+	docker build --pull=false -t $(IMAGE):$(TAG) \
+		--build-arg VERSION=$$(git describe --always --dirty 2>/dev/null || echo dev) .
+	@v=$$(git describe --always --dirty 2>/dev/null) && [ -n "$$v" ] && docker tag $(IMAGE):$(TAG) $(IMAGE):$$v && echo "tagged $(IMAGE):$(TAG) $(IMAGE):$$v" || true
+
+# docker-stack.yml on a real single-node Swarm (SKIP without a Docker engine),
+# plus the offline Vagrant checks.
+test-stack:
+	@./stack/deploy/test-stack.sh

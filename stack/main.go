@@ -29,5 +29,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(runCommand(getenv))
+	root.AddCommand(renderCommand())
 	return root.ExecuteContext(ctx)
 }

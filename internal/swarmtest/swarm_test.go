@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,6 +115,15 @@ func TestSwarmStack(t *testing.T) {
 		}
 		if err := converged(stack); err != nil {
 			return err
+		}
+		// HAProxy has found, through Docker's DNS, and checked every task.
+		up, err := haproxyUp()
+		if err != nil {
+			return err
+		}
+		want := map[string]int{"web": len(e.webServices), "result": 2, "admin": 2}
+		if !maps.Equal(up, want) {
+			return fmt.Errorf("HAProxy servers up: %v, want %v", up, want)
 		}
 		_, _, err = c.counts(ctx)
 		return err
@@ -464,14 +474,35 @@ func (e *env) checkNodes(t *testing.T, nodes map[string]int, total int64) {
 }
 
 // logRestarts logs the stack's tasks that exited before it converged, with
-// their last words: a service that waits for its dependencies shows none.
+// their last words.
 func logRestarts(t *testing.T) {
 	out, _ := docker(context.Background(), nil, "stack", "ps", stack, "--filter", "desired-state=shutdown",
 		"--format", "{{.ID}} {{.Name}} {{.CurrentState}} {{.Error}}")
 	for _, l := range lines(out) {
 		id, rest, _ := strings.Cut(l, " ")
-		cid, _ := docker(context.Background(), nil, "inspect", "-f", "{{.Status.ContainerStatus.ContainerID}}", id)
-		logs, _ := docker(context.Background(), nil, "logs", "--tail", "5", cid)
+		logs, _ := docker(context.Background(), nil, "service", "logs", "--raw", "--tail", "5", id)
 		t.Logf("restarted before converging: %s\n%s", rest, logs)
 	}
+}
+
+// haproxyUp counts, per backend, the servers HAProxy has up, from its
+// statistics (port 8404 inside its container; not published).
+func haproxyUp() (map[string]int, error) {
+	out, err := docker(context.Background(), nil, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+stack+"_haproxy")
+	if err != nil || len(lines(out)) != 1 {
+		return nil, fmt.Errorf("haproxy container: %q %v", out, err)
+	}
+	csv, err := docker(context.Background(), nil, "exec", out, "bash", "-c",
+		`exec 3<>/dev/tcp/127.0.0.1/8404 && printf 'GET /stats;csv HTTP/1.0\r\n\r\n' >&3 && cat <&3`)
+	if err != nil {
+		return nil, err
+	}
+	up := map[string]int{}
+	for _, l := range lines(csv) {
+		f := strings.Split(l, ",")
+		if len(f) > 17 && f[1] != "FRONTEND" && f[1] != "BACKEND" && f[17] == "UP" {
+			up[f[0]]++
+		}
+	}
+	return up, nil
 }

@@ -1,0 +1,447 @@
+// Package stackfile renders docker-stack.yml, surge's Docker Swarm stack, for
+// N capture shards and M workers. The committed docker-stack.yml is Render's
+// output for the defaults (a test compares them), so change the stack here.
+//
+// The stack's design, as the comments in the rendered file also explain:
+//   - shard k is web-k and redis-k, pinned to nodes labelled surge.shard.k=true;
+//     web-k writes only to redis-k, over the internal network shard-k;
+//   - admin and result (2 replicas each), the workers (every one reads every
+//     shard) and postgres (pinned to surge.postgres=true) sit on internal
+//     networks; HAProxy, on every node, is the only published port;
+//   - every service is dnsrr: HAProxy and the services find tasks through
+//     Docker's DNS, so neither IPVS nor the ingress routing mesh is used.
+package stackfile
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/template"
+
+	"github.com/surge-vote/surge/stack/deploy"
+)
+
+// Options size the stack.
+type Options struct {
+	Shards         int // capture shards: web-k + redis-k each
+	Workers        int // worker replicas
+	WebReplicas    int // frontends per shard
+	AdminReplicas  int
+	ResultReplicas int
+}
+
+// Defaults are the committed docker-stack.yml's sizes.
+func Defaults() Options {
+	return Options{Shards: 2, Workers: 2, WebReplicas: 1, AdminReplicas: 2, ResultReplicas: 2}
+}
+
+// Stack-wide names, shared with the tests and the documentation.
+const (
+	ImageVar         = "${SURGE_IMAGE:-surge}:${SURGE_TAG:-latest}"
+	RedisImageVar    = "${REDIS_IMAGE:-redis:7}"
+	PostgresImageVar = "${POSTGRES_IMAGE:-postgres:16}"
+	HAProxyImageVar  = "${HAPROXY_IMAGE:-haproxy:2.8}"
+
+	PostgresPasswordSecret = "surge_postgres_password"
+	CookieKeysSecret       = "surge_cookie_keys"
+	AdminPasswordSecret    = "surge_admin_password"
+
+	ShardLabel    = "surge.shard" // node label surge.shard.<k>=true
+	PostgresLabel = "surge.postgres"
+	ListenPort    = 8080 // every surge service, and HAProxy, inside its container
+	WebAlias      = "web"
+	WebSlots      = 64 // server-template slots for web tasks in haproxy.cfg
+
+	postgresURL = "postgres://surge@postgres:5432/surge?sslmode=disable"
+	slotName    = "{{.Service.Name}}-{{.Task.Slot}}" // a Swarm template: stable per slot
+)
+
+// ShardNodeLabel is the node label that places shard k: surge.shard.<k>.
+func ShardNodeLabel(k int) string { return fmt.Sprintf("%s.%d", ShardLabel, k) }
+
+// HAProxyConfigName is the Swarm config's name: it carries a hash of
+// haproxy.cfg because a Swarm config cannot be changed in place.
+func HAProxyConfigName() string {
+	sum := sha256.Sum256(deploy.HAProxyConfig)
+	return "surge_haproxy_" + hex.EncodeToString(sum[:])[:10]
+}
+
+type kv struct{ Key, Value string }
+
+type network struct {
+	Name    string
+	Aliases []string
+	Comment string
+}
+
+type health struct {
+	Test                     []string
+	Interval, Timeout, Start string
+	Retries                  int
+}
+
+type deployment struct {
+	Global      bool
+	Replicas    int
+	Comment     string // above placement/update_config
+	Constraint  string
+	Order       string // start-first or stop-first
+	OrderNote   string
+	Delay       string
+	Monitor     string
+	Rollback    bool // max_failure_ratio 0: one failed task rolls back
+	Restart     string
+	Window      string
+	CPUs, Mem   string // limits
+	RCPUs, RMem string // reservations
+}
+
+type service struct {
+	Name, Comment string
+	Image         string
+	Command       []string
+	CommandNote   string
+	Hostname      bool
+	Env           []kv
+	Secrets       []string
+	Networks      []network
+	Volumes       []string
+	Health        health
+	StopGrace     string
+	StopNote      string
+	Deploy        deployment
+	HAProxy       bool // ports and configs
+}
+
+// ourHealth probes /healthz with the image's static probe.
+func ourHealth(retries int, start string) health {
+	return health{Test: []string{"CMD", "/healthcheck"}, Interval: "2s", Timeout: "2s", Retries: retries, Start: start}
+}
+
+func stateless(replicas int, cpus, mem string) deployment {
+	return deployment{Replicas: replicas, Order: "start-first", Delay: "5s", Monitor: "10s", Restart: "2s", Window: "30s",
+		CPUs: cpus, Mem: mem, RCPUs: "0.05", RMem: "32M"}
+}
+
+func stateful(constraint, cpus, mem, rcpus, rmem string) deployment {
+	return deployment{Replicas: 1, Constraint: constraint, Order: "stop-first", Monitor: "15s", Restart: "2s",
+		CPUs: cpus, Mem: mem, RCPUs: rcpus, RMem: rmem}
+}
+
+func services(opt Options) []service {
+	var shardAddrs, shardNets []string
+	for k := 1; k <= opt.Shards; k++ {
+		shardAddrs = append(shardAddrs, fmt.Sprintf("redis-%d:6379", k))
+		shardNets = append(shardNets, fmt.Sprintf("shard-%d", k))
+	}
+	pgEnv := func(conns int) []kv {
+		return []kv{{"SURGE_POSTGRES_URL", postgresURL}, {"SURGE_POSTGRES_PASSWORD_FILE", "/run/secrets/" + PostgresPasswordSecret},
+			{"SURGE_POSTGRES_MAX_CONNS", fmt.Sprint(conns)}}
+	}
+	polls := kv{"SURGE_POLLS", "${SURGE_POLLS:-}"}
+	listen := kv{"SURGE_LISTEN", fmt.Sprintf(":%d", ListenPort)}
+	nets := func(names ...string) []network {
+		var n []network
+		for _, name := range names {
+			n = append(n, network{Name: name})
+		}
+		return n
+	}
+
+	hap := service{Name: "haproxy", Image: HAProxyImageVar, HAProxy: true, Networks: nets("edge"),
+		Health: health{Test: []string{"CMD", "bash", "-c",
+			`exec 3<>/dev/tcp/127.0.0.1/8404 && printf 'GET /healthz HTTP/1.0\r\n\r\n' >&3 && grep -q '^HTTP/1.[01] 200' <&3`},
+			Interval: "5s", Timeout: "3s", Retries: 3, Start: "10s"},
+		StopGrace: "10s",
+		Deploy: deployment{Global: true, Comment: "One per node, each bound to the node's port: an outside load balancer\n(or DNS) can use any node, as with the routing mesh.",
+			Order: "stop-first", OrderNote: "Stateless, but two tasks cannot share a node's port: stop-first.",
+			Delay: "5s", Monitor: "15s", Restart: "2s", Window: "30s", CPUs: "1", Mem: "256M", RCPUs: "0.1", RMem: "32M"}}
+	all := []service{hap}
+
+	for k := 1; k <= opt.Shards; k++ {
+		constraint := fmt.Sprintf("node.labels.%s == true", ShardNodeLabel(k))
+		web := service{Name: fmt.Sprintf("web-%d", k), Comment: fmt.Sprintf("Shard %d: a stateless frontend and its own durable queue.", k),
+			Image: ImageVar, Command: []string{"/web"}, Hostname: true,
+			Env: append(append([]kv{listen, {"SURGE_REDIS_ADDR", fmt.Sprintf("redis-%d:6379", k)},
+				{"SURGE_COOKIE_KEYS_FILE", "/run/secrets/" + CookieKeysSecret}}, pgEnv(4)...), polls),
+			Secrets: []string{CookieKeysSecret, PostgresPasswordSecret},
+			Networks: []network{
+				{Name: "edge", Aliases: []string{WebAlias}, Comment: "Every shard's frontends answer to tasks." + WebAlias + " for HAProxy."},
+				{Name: fmt.Sprintf("shard-%d", k)},
+				{Name: "db", Comment: "The catalogue (polls, items); capture never waits for it."}},
+			Health: ourHealth(2, "15s"), StopGrace: "15s", Deploy: stateless(opt.WebReplicas, "2", "256M")}
+		web.Deploy.Constraint = constraint
+		web.Deploy.Rollback = true
+		web.Deploy.Restart, web.Deploy.Window = "1s", "20s"
+		redis := service{Name: fmt.Sprintf("redis-%d", k), Image: RedisImageVar,
+			Command: []string{"redis-server", "--appendonly", "yes", "--appendfsync", "always", "--dir", "/data",
+				"--protected-mode", "no", "--maxmemory", "768mb", "--maxmemory-policy", "noeviction"},
+			CommandNote: "AOF fsynced before every reply: web answers 202 only after it. A memory\ncap with noeviction makes a full queue refuse writes (web answers 503)\nrather than lose entries or be killed.",
+			Volumes:     []string{fmt.Sprintf("redis-%d-data:/data", k)}, Networks: nets(fmt.Sprintf("shard-%d", k)),
+			Health:    health{Test: []string{"CMD-SHELL", "redis-cli ping | grep -q PONG"}, Interval: "2s", Timeout: "2s", Retries: 3, Start: "30s"},
+			StopGrace: "30s", Deploy: stateful(constraint, "1", "1G", "0.1", "128M")}
+		redis.Deploy.Restart = "1s"
+		all = append(all, web, redis)
+	}
+
+	admin := service{Name: "admin", Comment: "The web image in admin mode: polls and items, behind /admin.", Image: ImageVar,
+		Command: []string{"/web"}, Hostname: true,
+		Env: append(append([]kv{{"SURGE_MODE", "admin"}, listen}, pgEnv(4)...),
+			kv{"SURGE_ADMIN_USER", "${SURGE_ADMIN_USER:-admin}"}, kv{"SURGE_ADMIN_PASSWORD_FILE", "/run/secrets/" + AdminPasswordSecret}, polls),
+		Secrets: []string{PostgresPasswordSecret, AdminPasswordSecret}, Networks: nets("edge", "db"),
+		Health: ourHealth(2, "30s"), StopGrace: "15s", Deploy: stateless(opt.AdminReplicas, "1", "256M")}
+	result := service{Name: "result", Comment: "Results, and order status: it reads every shard to tell a pending order\nfrom an unknown one.",
+		Image: ImageVar, Command: []string{"/result"}, Hostname: true,
+		Env:     append(append([]kv{listen}, pgEnv(8)...), kv{"SURGE_SHARDS", strings.Join(shardAddrs, ",")}, polls),
+		Secrets: []string{PostgresPasswordSecret}, Networks: nets(append([]string{"edge", "db"}, shardNets...)...),
+		Health: ourHealth(2, "30s"), StopGrace: "15s", Deploy: stateless(opt.ResultReplicas, "1", "256M")}
+	worker := service{Name: "worker", Comment: "Every worker drains every shard. Its consumer name is its slot's, so a\ntask that replaces a dead one replays the entries the dead one held.",
+		Image: ImageVar, Command: []string{"/worker"}, Hostname: true,
+		Env:     append(append([]kv{listen, {"SURGE_NAME", slotName}, {"SURGE_SHARDS", strings.Join(shardAddrs, ",")}}, pgEnv(8)...), polls),
+		Secrets: []string{PostgresPasswordSecret}, Networks: nets(append([]string{"db"}, shardNets...)...),
+		Health: ourHealth(3, "30s"), StopGrace: "20s", StopNote: "Longer than the worker's finish_timeout (10s): it commits and\nacknowledges the batch it holds before it exits.",
+		Deploy: stateless(opt.Workers, "2", "256M")}
+	worker.Deploy.Order = "stop-first"
+	worker.Deploy.OrderNote = "stop-first: the new task takes over the old one's consumer name, and\ntwo live consumers with one name would both replay its pending entries."
+	worker.Deploy.Monitor, worker.Deploy.RCPUs = "15s", "0.1"
+	postgres := service{Name: "postgres", Image: PostgresImageVar, Command: []string{"postgres", "-c", "max_connections=200"},
+		Env:     []kv{{"POSTGRES_USER", "surge"}, {"POSTGRES_DB", "surge"}, {"POSTGRES_PASSWORD_FILE", "/run/secrets/" + PostgresPasswordSecret}},
+		Secrets: []string{PostgresPasswordSecret}, Volumes: []string{"postgres-data:/var/lib/postgresql/data"}, Networks: nets("db"),
+		Health:    health{Test: []string{"CMD", "pg_isready", "-h", "127.0.0.1", "-U", "surge", "-d", "surge"}, Interval: "2s", Timeout: "3s", Retries: 5, Start: "60s"},
+		StopGrace: "60s", Deploy: stateful(fmt.Sprintf("node.labels.%s == true", PostgresLabel), "2", "2G", "0.25", "256M")}
+	return append(all, admin, result, worker, postgres)
+}
+
+// Render returns the stack file.
+func Render(opt Options) ([]byte, error) {
+	if opt.Shards < 1 || opt.Shards > 64 {
+		return nil, fmt.Errorf("shards = %d: want 1 to 64", opt.Shards)
+	}
+	if opt.Workers < 1 {
+		return nil, errors.New("need at least one worker")
+	}
+	if opt.WebReplicas < 1 || opt.AdminReplicas < 1 || opt.ResultReplicas < 1 {
+		return nil, errors.New("web, admin and result need at least one replica each")
+	}
+	if opt.Shards*opt.WebReplicas > WebSlots {
+		return nil, fmt.Errorf("%d web tasks: haproxy.cfg has %d server slots", opt.Shards*opt.WebReplicas, WebSlots)
+	}
+	shards := make([]int, opt.Shards)
+	for i := range shards {
+		shards[i] = i + 1
+	}
+	data := map[string]any{
+		"O": opt, "Shards": shards, "Services": services(opt), "Port": ListenPort, "SlotName": slotName,
+		"ConfigName": HAProxyConfigName(), "ConfigPath": deploy.HAProxyConfigPath,
+		"ShardLabel": ShardLabel, "PGLabel": PostgresLabel,
+		"PGSecret": PostgresPasswordSecret, "CookieSecret": CookieKeysSecret, "AdminSecret": AdminPasswordSecret,
+	}
+	var b bytes.Buffer
+	if err := stackTemplate.Execute(&b, data); err != nil {
+		return nil, fmt.Errorf("render stack: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// jsonText is v in JSON, which YAML reads as a flow sequence or a
+// double-quoted scalar; <, > and & are left as they are.
+func jsonText(v any) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+var funcs = template.FuncMap{
+	"flow": func(s []string) string {
+		items := make([]string, len(s))
+		for i, v := range s {
+			items[i] = jsonText(v)
+		}
+		return "[" + strings.Join(items, ", ") + "]"
+	},
+	"quote": func(s string) string { return jsonText(s) },
+	// comment prefixes every line of s with indent and "# ".
+	"comment": func(indent int, s string) string {
+		var b strings.Builder
+		for _, l := range strings.Split(s, "\n") {
+			b.WriteString(strings.Repeat(" ", indent) + "# " + l + "\n")
+		}
+		return b.String()
+	},
+}
+
+var stackTemplate = template.Must(template.New("stack").Funcs(funcs).Parse(`# surge on Docker Swarm. Generated by ` + "`" + `go run ./stack render --shards {{.O.Shards}} --workers {{.O.Workers}}` + "`" + `:
+# change internal/stackfile and re-render rather than editing this file.
+#
+# Deploy from the repository root (README, "Deploy"):
+#   docker node update --label-add {{.ShardLabel}}.1=true <node>    # and so on, one label per shard
+#   docker node update --label-add {{.PGLabel}}=true <node>
+#   openssl rand -hex 24 | docker secret create {{.PGSecret}} -
+#   openssl rand -hex 32 | docker secret create {{.CookieSecret}} -
+#   openssl rand -hex 16 | docker secret create {{.AdminSecret}} -
+#   docker stack deploy -c docker-stack.yml surge
+#
+# Variables (defaults): SURGE_IMAGE (surge) and SURGE_TAG (latest), which
+# ` + "`" + `make image` + "`" + ` builds; REDIS_IMAGE (redis:7), POSTGRES_IMAGE (postgres:16),
+# HAPROXY_IMAGE (haproxy:2.8); HTTP_PORT (80); SURGE_ADMIN_USER (admin);
+# SURGE_POLLS (the default poll).
+#
+# Every service is endpoint_mode dnsrr: HAProxy and the services find tasks
+# through Docker's DNS, which lists a task once its health check passes, and
+# no connection goes through an IPVS virtual IP. HAProxy publishes its port in
+# host mode on every node, so clients' addresses reach it unchanged.
+version: "3.8"
+
+services:
+{{- range $i, $s := .Services}}
+{{if $i}}
+{{end}}
+{{- if .Comment}}{{comment 2 .Comment}}{{end -}}
+{{"  "}}{{.Name}}:
+    image: {{.Image}}
+{{- if .HAProxy}}
+    ports:
+      - target: {{$.Port}}
+        published: ${HTTP_PORT:-80}
+        protocol: tcp
+        mode: host
+    configs:
+      - source: haproxy
+        target: /usr/local/etc/haproxy/haproxy.cfg
+{{- end}}
+{{- if .Command}}
+{{- if .CommandNote}}
+{{comment 4 .CommandNote}}{{else}}
+{{end}}    command: {{flow .Command}}
+{{- end}}
+{{- if .Hostname}}
+    hostname: {{quote $.SlotName}}
+{{- end}}
+{{- if .Env}}
+    environment:
+{{- range .Env}}
+      {{.Key}}: {{quote .Value}}
+{{- end}}
+{{- end}}
+{{- if .Secrets}}
+    secrets:
+{{- range .Secrets}}
+      - {{.}}
+{{- end}}
+{{- end}}
+{{- if .Volumes}}
+    volumes:
+{{- range .Volumes}}
+      - {{.}}
+{{- end}}
+{{- end}}
+    networks:
+{{- range .Networks}}
+{{- if .Comment}}
+{{comment 6 .Comment}}{{else}}
+{{end}}      {{.Name}}:
+{{- if .Aliases}}
+        aliases:
+{{- range .Aliases}}
+          - {{.}}
+{{- end}}
+{{- else}} {}
+{{- end}}
+{{- end}}
+    healthcheck:
+      test: {{flow .Health.Test}}
+      interval: {{.Health.Interval}}
+      timeout: {{.Health.Timeout}}
+      retries: {{.Health.Retries}}
+      start_period: {{.Health.Start}}
+{{- if .StopNote}}
+{{comment 4 .StopNote}}{{else}}
+{{end}}    stop_grace_period: {{.StopGrace}}
+    deploy:
+{{- with .Deploy}}
+{{- if .Global}}
+{{- if .Comment}}
+{{comment 6 .Comment}}{{else}}
+{{end}}      mode: global
+{{- else}}
+      replicas: {{.Replicas}}
+{{- end}}
+      endpoint_mode: dnsrr
+{{- if .Constraint}}
+      placement:
+        constraints:
+          - {{.Constraint}}
+{{- end}}
+{{- if .OrderNote}}
+{{comment 6 .OrderNote}}{{else}}
+{{end}}      update_config:
+        parallelism: 1
+{{- if .Delay}}
+        delay: {{.Delay}}
+{{- end}}
+        order: {{.Order}}
+        failure_action: rollback
+        monitor: {{.Monitor}}
+{{- if .Rollback}}
+        max_failure_ratio: 0
+{{- end}}
+      rollback_config:
+        parallelism: 1
+        order: {{.Order}}
+      restart_policy:
+        condition: any
+        delay: {{.Restart}}
+{{- if .Window}}
+        window: {{.Window}}
+{{- end}}
+      resources:
+        limits:
+          cpus: {{quote .CPUs}}
+          memory: {{.Mem}}
+        reservations:
+          cpus: {{quote .RCPUs}}
+          memory: {{.RMem}}
+{{- end}}
+{{- end}}
+
+networks:
+  # HAProxy and the HTTP services.
+  edge:
+    driver: overlay
+  # Postgres: the workers, result, admin and the frontends' catalogue. No
+  # route outside.
+  db:
+    driver: overlay
+    internal: true
+{{- range .Shards}}
+  # Shard {{.}}'s queue: web-{{.}}, the workers and result.
+  shard-{{.}}:
+    driver: overlay
+    internal: true
+{{- end}}
+
+volumes:
+  postgres-data: {}
+{{- range .Shards}}
+  redis-{{.}}-data: {}
+{{- end}}
+
+secrets:
+  {{.PGSecret}}:
+    external: true
+  {{.CookieSecret}}:
+    external: true
+  {{.AdminSecret}}:
+    external: true
+
+configs:
+  haproxy:
+    name: {{.ConfigName}}
+    file: ./{{.ConfigPath}}
+`))
