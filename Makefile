@@ -4,7 +4,7 @@ GO ?= go
 PORT ?= 8080
 BIN := .surge/bin
 
-.PHONY: run test deps build unit clean image test-stack
+.PHONY: run test deps test-deps build unit clean image test-stack
 
 build:
 	@mkdir -p $(BIN)
@@ -13,11 +13,15 @@ build:
 deps:
 	@./stack/deps.sh
 
+# The servers, plus Chromium for the browser tests.
+test-deps:
+	@./stack/deps.sh chromium
+
 run: deps build
 	@$(BIN)/stack run --port $(PORT) --dir .surge --bin $(BIN)
 
 # The whole suite: unit, integration (real Redis, Postgres, HAProxy) and end to end.
-test: deps
+test: test-deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	@$(MAKE) --no-print-directory test-stack

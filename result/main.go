@@ -70,7 +70,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		defer c.Close()
 		markers.Clients = append(markers.Clients, c)
 	}
-	err = httpx.Serve(ctx, httpx.NewServer(results.New(cfg.Node, db, markers, log).Handler()), ln, 10*time.Second)
+	live := results.NewLive(db, log, cfg.PushInterval)
+	go live.Run(ctx, db)
+	err = httpx.Serve(ctx, httpx.NewServer(results.New(cfg.Node, db, markers, live, log).Handler()), ln, 10*time.Second)
+	<-live.Done()
 	log.Info("stopped")
 	return err
 }

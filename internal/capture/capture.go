@@ -238,6 +238,7 @@ func (s *Server) routes() *gin.Engine {
 	r.POST("/vote", s.postVote)
 	r.POST("/orders", s.postOrder)
 	r.GET("/api/items", s.getItems)
+	r.GET("/shop", s.getShop)
 	r.GET("/", s.getVotePage)
 	r.GET("/polls/:poll", s.getVotePage)
 	r.GET("/healthz", s.getHealth)
@@ -307,9 +308,14 @@ func (s *Server) postVote(c *gin.Context) {
 		Name: voter.CookieName, Value: s.signer.Sign(id), Path: "/",
 		MaxAge: 400 * 24 * 3600, HttpOnly: true, Secure: s.cfg.CookieSecure, SameSite: http.SameSiteLaxMode,
 	})
+	// For display only: which option the page marks as this browser's vote.
+	http.SetCookie(c.Writer, &http.Cookie{
+		Name: choiceCookie(poll.ID), Value: vote.Choice, Path: "/",
+		MaxAge: 400 * 24 * 3600, HttpOnly: true, Secure: s.cfg.CookieSecure, SameSite: http.SameSiteLaxMode,
+	})
 	if req.form && wantsHTML(c.Request) {
 		c.Status(http.StatusAccepted)
-		s.renderVotePage(c, poll, vote.Choice)
+		s.renderVotePage(c, poll, vote.Choice, vote.Choice)
 		return
 	}
 	c.JSON(http.StatusAccepted, Receipt{Receipt: vote.ID, Poll: poll.ID, Choice: vote.Choice, Node: s.cfg.Node})
@@ -325,14 +331,21 @@ func (s *Server) getVotePage(c *gin.Context) {
 		httpx.Error(c, s.log, surge.Errorf(surge.ENOTFOUND, "unknown poll %q", id))
 		return
 	}
+	current := ""
+	if ck, err := c.Request.Cookie(choiceCookie(poll.ID)); err == nil && poll.HasOption(ck.Value) {
+		current = ck.Value
+	}
 	c.Status(http.StatusOK)
-	s.renderVotePage(c, poll, "")
+	s.renderVotePage(c, poll, "", current)
 }
 
-func (s *Server) renderVotePage(c *gin.Context, poll surge.Poll, voted string) {
+// choiceCookie names the display-only cookie holding a browser's choice.
+func choiceCookie(poll string) string { return "surge_choice_" + poll }
+
+func (s *Server) renderVotePage(c *gin.Context, poll surge.Poll, voted, current string) {
 	c.Header("Content-Type", "text/html; charset=utf-8")
 	err := ui.Render(c.Writer, "vote.html", ui.Page{Title: poll.Title, Node: s.cfg.Node, Data: map[string]any{
-		"Poll": poll, "Voted": voted, "VotedNode": s.cfg.Node,
+		"Poll": poll, "Voted": voted, "VotedNode": s.cfg.Node, "Current": current,
 	}})
 	if err != nil {
 		s.log.Error("render vote page", "err", err)

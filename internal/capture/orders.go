@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"github.com/gin-gonic/gin"
@@ -13,6 +14,7 @@ import (
 	"github.com/surge-vote/surge/internal/httpx"
 	"github.com/surge-vote/surge/internal/redis"
 	"github.com/surge-vote/surge/internal/surge"
+	"github.com/surge-vote/surge/internal/ui"
 )
 
 type orderRequest struct {
@@ -22,11 +24,11 @@ type orderRequest struct {
 }
 
 // decodeOrder reads and validates an order request.
-func decodeOrder(r *http.Request, limit int64) (surge.Order, error) {
+func decodeOrder(r *http.Request, limit int64) (surge.Order, url.Values, error) {
 	var req orderRequest
 	form, err := decodeBody(r, limit, &req)
 	if err != nil {
-		return surge.Order{}, err
+		return surge.Order{}, nil, err
 	}
 	item, quantity := numberLiteral(req.Item), numberLiteral(req.Quantity)
 	if form != nil {
@@ -34,17 +36,17 @@ func decodeOrder(r *http.Request, limit int64) (surge.Order, error) {
 	}
 	itemID, err := strconv.ParseInt(string(item), 10, 64)
 	if err != nil || itemID <= 0 {
-		return surge.Order{}, surge.Errorf(surge.EINVALID, "item must be a positive whole number (an item id)")
+		return surge.Order{}, nil, surge.Errorf(surge.EINVALID, "item must be a positive whole number (an item id)")
 	}
 	qty, err := strconv.Atoi(string(quantity))
 	if err != nil || qty < 1 || qty > surge.MaxOrderQuantity {
-		return surge.Order{}, surge.Errorf(surge.EINVALID, "quantity must be a whole number from 1 to %d", surge.MaxOrderQuantity)
+		return surge.Order{}, nil, surge.Errorf(surge.EINVALID, "quantity must be a whole number from 1 to %d", surge.MaxOrderQuantity)
 	}
 	o := surge.Order{ID: req.OrderID, Item: itemID, Quantity: qty}
 	if o.ID == "" {
 		o.ID = ulid.Make().String()
 	}
-	return o, o.Validate()
+	return o, form, o.Validate()
 }
 
 // postOrder queues an order like a vote: durable in the node's stream before
@@ -52,7 +54,7 @@ func decodeOrder(r *http.Request, limit int64) (surge.Order, error) {
 // repeat here queues nothing; a repeat on another shard is queued, and the
 // worker applies only the first one by id.
 func (s *Server) postOrder(c *gin.Context) {
-	o, err := decodeOrder(c.Request, s.cfg.MaxBody)
+	o, form, err := decodeOrder(c.Request, s.cfg.MaxBody)
 	if err != nil {
 		httpx.Error(c, s.log, err)
 		return
@@ -82,7 +84,43 @@ func (s *Server) postOrder(c *gin.Context) {
 	default:
 		s.orders.Inc()
 	}
+	if form != nil && wantsHTML(c.Request) {
+		// The order page (served where every shard is visible) follows it.
+		c.Redirect(http.StatusSeeOther, "/orders/"+url.PathEscape(o.ID))
+		return
+	}
 	c.JSON(http.StatusAccepted, state)
+}
+
+// getShop renders the catalogue with a buy form per item. Each form carries
+// a fresh order id, so a double submit is one order.
+func (s *Server) getShop(c *gin.Context) {
+	data := map[string]any{"Items": []surge.Item{}, "OrderIDs": map[int64]string{}}
+	status := http.StatusOK
+	if s.catalog == nil {
+		data["Unavailable"] = true
+		status = http.StatusServiceUnavailable
+	} else if b, err := s.catalog.ItemsJSON(c.Request.Context()); err != nil {
+		s.log.Warn("shop: catalogue unavailable", "err", err)
+		data["Unavailable"] = true
+		status = http.StatusServiceUnavailable
+	} else {
+		var items []surge.Item
+		if err := json.Unmarshal(b, &items); err != nil {
+			httpx.Error(c, s.log, err)
+			return
+		}
+		ids := make(map[int64]string, len(items))
+		for _, it := range items {
+			ids[it.ID] = ulid.Make().String()
+		}
+		data["Items"], data["OrderIDs"] = items, ids
+	}
+	c.Header("Content-Type", "text/html; charset=utf-8")
+	c.Status(status)
+	if err := ui.Render(c.Writer, "shop.html", ui.Page{Title: "Shop", Node: s.cfg.Node, Data: data}); err != nil {
+		s.log.Error("render shop page", "err", err)
+	}
 }
 
 // getItems serves the catalogue from the cache.

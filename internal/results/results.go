@@ -3,9 +3,12 @@ package results
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -31,17 +34,20 @@ type Config struct {
 	RedisPassword string   `mapstructure:"redis_password"`
 	Stream        string   `mapstructure:"stream"`
 	Group         string   `mapstructure:"group"`
+	// PushInterval is the most often a poll's results are read and pushed.
+	PushInterval time.Duration `mapstructure:"push_interval"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Listen:   "127.0.0.1:8090",
-		Postgres: postgres.Config{URL: "postgres://surge@127.0.0.1:5432/surge?sslmode=disable", MaxConns: 10},
-		Polls:    surge.DefaultPolls(),
-		LogLevel: "info",
-		Stream:   redis.DefaultStream,
-		Group:    "workers",
+		Listen:       "127.0.0.1:8090",
+		Postgres:     postgres.Config{URL: "postgres://surge@127.0.0.1:5432/surge?sslmode=disable", MaxConns: 10},
+		Polls:        surge.DefaultPolls(),
+		LogLevel:     "info",
+		Stream:       redis.DefaultStream,
+		Group:        "workers",
+		PushInterval: 200 * time.Millisecond,
 	}
 }
 
@@ -65,14 +71,18 @@ type Server struct {
 	node   string
 	store  Store
 	queued Queues
+	live   *Live
 	log    *slog.Logger
 	reg    *prometheus.Registry
 	engine *gin.Engine
 }
 
 // New builds the routes.
-func New(node string, store Store, queued Queues, log *slog.Logger) *Server {
-	s := &Server{node: node, store: store, queued: queued, log: log, reg: telemetry.NewRegistry()}
+func New(node string, store Store, queued Queues, live *Live, log *slog.Logger) *Server {
+	s := &Server{node: node, store: store, queued: queued, live: live, log: log, reg: telemetry.NewRegistry()}
+	s.reg.MustRegister(live.Reads, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "surge_results_stream_clients", Help: "Connected live-result streams.",
+	}, func() float64 { return float64(live.Subscribers()) }))
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, rec any) {
@@ -82,6 +92,7 @@ func New(node string, store Store, queued Queues, log *slog.Logger) *Server {
 	r.GET("/results", s.getPage)
 	r.GET("/results/api/polls", s.getPolls)
 	r.GET("/results/api/polls/:poll", s.getPoll)
+	r.GET("/results/api/stream", s.getStream)
 	r.GET("/results/api/backlog", s.getBacklog)
 	r.GET("/orders/:id", s.getOrder)
 	r.GET("/healthz", s.getHealth)
@@ -96,12 +107,12 @@ func New(node string, store Store, queued Queues, log *slog.Logger) *Server {
 func (s *Server) Handler() http.Handler { return s.engine }
 
 func (s *Server) getPoll(c *gin.Context) {
-	res, err := s.store.Results(c.Request.Context(), c.Param("poll"))
+	snap, err := s.live.Snapshot(c.Request.Context(), c.Param("poll"))
 	if err != nil {
 		httpx.Error(c, s.log, unavailableUnlessDomain(err))
 		return
 	}
-	c.JSON(http.StatusOK, res)
+	c.JSON(http.StatusOK, snap.Results)
 }
 
 // getOrder answers an order's state: applied (confirmed or rejected) from
@@ -112,29 +123,44 @@ func (s *Server) getOrder(c *gin.Context) {
 		httpx.Error(c, s.log, surge.Errorf(surge.ENOTFOUND, "unknown order %q", id))
 		return
 	}
-	st, err := s.store.OrderState(c.Request.Context(), id)
-	if err == nil {
-		c.JSON(http.StatusOK, st)
+	st, err := s.orderState(c.Request.Context(), id)
+	if err != nil {
+		httpx.Error(c, s.log, err)
 		return
+	}
+	if strings.Contains(c.GetHeader("Accept"), "text/html") {
+		c.Header("Content-Type", "text/html; charset=utf-8")
+		c.Status(http.StatusOK)
+		if err := ui.Render(c.Writer, "order.html", ui.Page{Title: "Order " + id, Node: s.node, Data: st}); err != nil {
+			s.log.Error("render order page", "err", err)
+		}
+		return
+	}
+	c.JSON(http.StatusOK, st)
+}
+
+// orderState finds an order: applied (confirmed or rejected) in Postgres,
+// pending while a shard still holds it, else unknown.
+func (s *Server) orderState(ctx context.Context, id string) (surge.OrderState, error) {
+	st, err := s.store.OrderState(ctx, id)
+	if err == nil {
+		return st, nil
 	}
 	if surge.ErrorCode(err) != surge.ENOTFOUND {
-		httpx.Error(c, s.log, unavailableUnlessDomain(err))
-		return
+		return surge.OrderState{}, unavailableUnlessDomain(err)
 	}
-	pending, err := s.queued.Pending(c.Request.Context(), id)
+	pending, err := s.queued.Pending(ctx, id)
 	switch {
 	case pending:
-		c.JSON(http.StatusOK, surge.OrderState{OrderID: id, Status: surge.OrderPending})
+		return surge.OrderState{OrderID: id, Status: surge.OrderPending}, nil
 	case err != nil:
-		httpx.Error(c, s.log, surge.Unavailable("queue", err))
-	default:
-		// Applied between the two look-ups, or never queued.
-		if st, err := s.store.OrderState(c.Request.Context(), id); err == nil {
-			c.JSON(http.StatusOK, st)
-			return
-		}
-		httpx.Error(c, s.log, surge.Errorf(surge.ENOTFOUND, "unknown order %q", id))
+		return surge.OrderState{}, surge.Unavailable("queue", err)
 	}
+	// Applied between the two look-ups, or never queued.
+	if st, err := s.store.OrderState(ctx, id); err == nil {
+		return st, nil
+	}
+	return surge.OrderState{}, surge.Errorf(surge.ENOTFOUND, "unknown order %q", id)
 }
 
 // getBacklog tells whether the workers have drained every shard: what a
@@ -171,6 +197,7 @@ type PollView struct {
 	Total     int64
 	Rows      []Row
 	Results   surge.Results
+	UpdatedAt time.Time
 }
 
 // Row is one option's count.
@@ -180,17 +207,18 @@ type Row struct {
 }
 
 func (s *Server) pollViews(ctx context.Context) ([]PollView, error) {
-	polls, err := s.store.Polls(ctx)
+	polls, err := s.live.Polls(ctx)
 	if err != nil {
 		return nil, err
 	}
 	views := make([]PollView, 0, len(polls))
 	for _, p := range polls {
-		res, err := s.store.Results(ctx, p.ID)
+		snap, err := s.live.Snapshot(ctx, p.ID)
 		if err != nil {
 			return nil, err
 		}
-		v := PollView{ID: p.ID, Title: p.Title, Total: res.Total, Results: res}
+		res := snap.Results
+		v := PollView{ID: p.ID, Title: p.Title, Total: res.Total, Results: res, UpdatedAt: snap.UpdatedAt}
 		for _, o := range p.Options {
 			v.Rows = append(v.Rows, Row{Option: o, Count: res.Counts[o]})
 		}
@@ -210,6 +238,64 @@ func (s *Server) getPage(c *gin.Context) {
 	if err := ui.Render(c.Writer, "results.html", ui.Page{Title: "Results", Node: s.node, Data: views}); err != nil {
 		s.log.Error("render results page", "err", err)
 	}
+}
+
+// getStream pushes results as Server-Sent Events: every poll on connect,
+// then each poll whenever a worker commits a change to it.
+func (s *Server) getStream(c *gin.Context) {
+	sub, leave := s.live.Subscribe() // before the first snapshot: miss nothing
+	defer leave()
+	ctx := c.Request.Context()
+	polls, err := s.live.Polls(ctx)
+	if err != nil {
+		httpx.Error(c, s.log, unavailableUnlessDomain(err))
+		return
+	}
+	w := c.Writer
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	for _, p := range polls {
+		snap, err := s.live.Snapshot(ctx, p.ID)
+		if err != nil {
+			return
+		}
+		if writeEvent(w, snap) != nil {
+			return
+		}
+	}
+	w.Flush()
+	heartbeat := time.NewTicker(15 * time.Second) // keeps proxies from timing the stream out
+	defer heartbeat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.live.Done():
+			return
+		case <-heartbeat.C:
+			if _, err := w.Write([]byte(": keep-alive\n\n")); err != nil {
+				return
+			}
+		case <-sub.Ready():
+			for _, snap := range sub.Take() {
+				if writeEvent(w, snap) != nil {
+					return
+				}
+			}
+		}
+		w.Flush()
+	}
+}
+
+func writeEvent(w io.Writer, snap Snapshot) error {
+	b, err := json.Marshal(snap)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "event: results\ndata: %s\n\n", b)
+	return err
 }
 
 func (s *Server) getHealth(c *gin.Context) {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/surge-vote/surge/internal/postgres"
 	"github.com/surge-vote/surge/internal/redis"
@@ -47,7 +48,7 @@ func TestResultsAPIAndPage(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(results.New("result-<1>", db, redis.Shards{}, slog.New(slog.DiscardHandler)).Handler())
+	ts := httptest.NewServer(results.New("result-<1>", db, redis.Shards{}, results.NewLive(db, slog.New(slog.DiscardHandler), time.Millisecond), slog.New(slog.DiscardHandler)).Handler())
 	defer ts.Close()
 
 	tests := []struct {
@@ -83,7 +84,7 @@ func TestResultsAPIAndPage(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("page status %d", status)
 	}
-	for _, want := range []string{`>result-&lt;1&gt;<`, "Tea &lt;script&gt;", `<strong class="total">3</strong>`, "2 (66.7%)", "0 (0.0%)"} {
+	for _, want := range []string{`>result-&lt;1&gt;<`, "Tea &lt;script&gt;", `<strong class="total">3</strong>`, `<span class="count">2</span> <span class="pct">66.7%</span>`, `<span class="count">0</span> <span class="pct">0.0%</span>`, `src="/static/results.js"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
@@ -100,7 +101,7 @@ func TestHealthFailsWithoutDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ts := httptest.NewServer(results.New("r", db, redis.Shards{}, slog.New(slog.DiscardHandler)).Handler())
+	ts := httptest.NewServer(results.New("r", db, redis.Shards{}, results.NewLive(db, slog.New(slog.DiscardHandler), time.Millisecond), slog.New(slog.DiscardHandler)).Handler())
 	defer ts.Close()
 	if status, _ := get(t, ts.URL+"/healthz"); status != 503 {
 		t.Fatalf("healthz %d without a database", status)

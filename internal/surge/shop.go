@@ -28,6 +28,20 @@ func (c Cents) String() string { return fmt.Sprintf("%d.%02d", c/100, c%100) }
 // MarshalJSON writes the amount as a string, so no client reads a float.
 func (c Cents) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
 
+// UnmarshalJSON reads the string form written by MarshalJSON.
+func (c *Cents) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("price must be a string like \"12.50\": %w", err)
+	}
+	v, err := ParsePrice(s)
+	if err != nil {
+		return fmt.Errorf("price %q %w", s, err)
+	}
+	*c = v
+	return nil
+}
+
 var pricePattern = regexp.MustCompile(`^(0|[1-9][0-9]{0,6})(\.[0-9]{1,2})?$`)
 
 // ParsePrice reads a price such as "12.5" or "12.50": at most two decimals,

@@ -1,0 +1,261 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+)
+
+// screenshotDir is git-ignored; a person can look at the pages there.
+func screenshotDir(t *testing.T) string {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(filepath.Dir(strings.TrimSpace(string(out))), ".surge", "screenshots")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path := ""
+	for _, p := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if found, err := exec.LookPath(p); err == nil {
+			path = found
+			break
+		}
+	}
+	if path == "" {
+		t.Fatal("chromium not found: `make deps` installs it (make test does)")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1100, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
+	t.Cleanup(func() { cancelTimeout(); cancel(); cancelAlloc() })
+	return ctx
+}
+
+// checkNode asserts that the page shows the serving host in its top-left corner.
+func checkNode(t *testing.T, ctx context.Context, page string, want func(string) bool) {
+	t.Helper()
+	node, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#node")))
+	if err != nil {
+		t.Fatalf("%s: %v", page, err)
+	}
+	rect, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]float64](
+		`(() => { const r = document.getElementById("node").getBoundingClientRect(); return {x: r.left, y: r.top, w: r.width}; })()`))
+	if err != nil {
+		t.Fatalf("%s: %v", page, err)
+	}
+	if !want(node) || rect["x"] > 40 || rect["y"] > 40 || rect["w"] == 0 {
+		t.Fatalf("%s: node %q at %v, want the serving host in the top-left corner", page, node, rect)
+	}
+}
+
+// extraHeaders sends headers with every request of the tab.
+func extraHeaders(h network.Headers) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := cdp.Call(ctx, t, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: h})
+		return chromedp.Void{}, err
+	}
+}
+
+func screenshot(t *testing.T, ctx context.Context, dir, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG; below is JPEG
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Fatalf("%s is not a PNG", name)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// do runs actions and fails the test on error.
+func do(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// text returns the text of the first element matching a CSS selector.
+func text(t *testing.T, ctx context.Context, css string) string {
+	t.Helper()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(css)))
+	if err != nil {
+		t.Fatalf("text of %s: %v", css, err)
+	}
+	return s
+}
+
+func isWeb(n string) bool { return n == "web-1" || n == "web-2" }
+
+// The whole journey in a real browser: vote by clicking, watch the results
+// update without a reload while another client votes, add an item as admin,
+// see it in the shop, buy it (confirmed), and buy more than is left
+// (rejected). Every page shows its host top-left; screenshots are saved.
+func TestBrowserJourney(t *testing.T) {
+	c := up(t, 2, 2)
+	hostname, _ := os.Hostname()
+	isResult := func(n string) bool { return n == hostname }
+	dir := screenshotDir(t)
+	ctx := browser(t)
+
+	// 1. Vote by clicking.
+	do(t, ctx, chromedp.Navigate(c.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#choice-cats")))
+	checkNode(t, ctx, "vote page", isWeb)
+	screenshot(t, ctx, dir, "vote.png")
+	do(t, ctx, chromedp.Click(chromedp.CSS("#choice-cats")), chromedp.WaitVisible(chromedp.CSS("#confirmation")))
+	confirmation := text(t, ctx, "#confirmation")
+	if !strings.Contains(confirmation, "cats") || !strings.Contains(confirmation, "web-") {
+		t.Fatalf("confirmation %q names neither the choice nor the node", confirmation)
+	}
+	checkNode(t, ctx, "vote confirmation", isWeb)
+	screenshot(t, ctx, dir, "voted.png")
+	// Changing the vote is obvious: the page marks the current choice.
+	do(t, ctx, chromedp.Navigate(c.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#current")))
+	current := text(t, ctx, "#current")
+	if !strings.Contains(current, "cats") {
+		t.Fatalf("vote page does not show the current vote: %q", current)
+	}
+
+	// 2. Results update without reload while another client votes.
+	waitDrained(t, c)
+	total := func() string { return text(t, ctx, `#poll-cats-vs-dogs .total`) }
+	do(t, ctx,
+		chromedp.Navigate(c.URL+"/results"),
+		chromedp.WaitVisible(chromedp.CSS(`#live.on`)), // stream connected
+		chromedp.Evaluate[chromedp.Void](`window.__noReload = 42; undefined`),
+	)
+	checkNode(t, ctx, "results page", isResult)
+	if got := total(); got != "1" {
+		t.Fatalf("results show total %s, want 1", got)
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	for _, choice := range []string{"dogs", "dogs", "cats", "dogs"} {
+		if _, status := vote(t, client, c.URL, choice); status != http.StatusAccepted {
+			t.Fatalf("vote: %d", status)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for total() != "5" {
+		if time.Now().After(deadline) {
+			t.Fatalf("results page shows total %s, want 5 without reload", total())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	marker, err := chromedp.Run(ctx, chromedp.Evaluate[int](`window.__noReload || 0`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dogs := text(t, ctx, `#poll-cats-vs-dogs li[data-option="dogs"] .pct`)
+	if marker != 42 {
+		t.Fatal("the results page reloaded")
+	}
+	if dogs != "60.0%" {
+		t.Fatalf("dogs shows %s, want 60.0%%", dogs)
+	}
+	widths, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll("#poll-cats-vs-dogs .bar")].map(b => b.style.width)`))
+	if err != nil || len(widths) != 2 || widths[0] != "40%" || widths[1] != "60%" {
+		t.Fatalf("bar widths %v (%v), want [40%% 60%%]", widths, err)
+	}
+	time.Sleep(400 * time.Millisecond) // let the bars' transition finish
+	screenshot(t, ctx, dir, "results.png")
+
+	// 3. The admin adds an item through the form (inline errors first).
+	auth := base64.StdEncoding.EncodeToString([]byte(c.AdminUser + ":" + c.AdminPassword))
+	do(t, ctx,
+		extraHeaders(network.Headers{"Authorization": "Basic " + auth}),
+		chromedp.Navigate(c.URL+"/admin"),
+		chromedp.WaitVisible(chromedp.CSS("#name")),
+		chromedp.SetValue(chromedp.CSS("#name"), "Browser mug"),
+		chromedp.SetValue(chromedp.CSS("#quantity"), "-3"),
+		chromedp.SetValue(chromedp.CSS("#price"), "7.5"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#name").form.noValidate = true; undefined`),
+		chromedp.Submit(chromedp.CSS("#name")),
+		chromedp.WaitVisible(chromedp.CSS("#quantity-error")),
+	)
+	nameError := text(t, ctx, "#quantity-error")
+	if !strings.Contains(nameError, "from 0 to") {
+		t.Fatalf("inline error %q", nameError)
+	}
+	checkNode(t, ctx, "admin page", func(n string) bool { return n == "admin-1" })
+	screenshot(t, ctx, dir, "admin-error.png")
+	do(t, ctx,
+		chromedp.SetValue(chromedp.CSS("#quantity"), "3"),
+		chromedp.Submit(chromedp.CSS("#name")),
+		chromedp.WaitVisible(chromedp.Search(`//td[text()="Browser mug"]`)),
+	)
+	table := text(t, ctx, "table.items")
+	if !strings.Contains(table, "Browser mug") || !strings.Contains(table, "7.50") {
+		t.Fatalf("admin table: %q", table)
+	}
+	screenshot(t, ctx, dir, "admin.png")
+
+	// 4. The item appears in the shop.
+	do(t, ctx, chromedp.Navigate(c.URL+"/shop"), chromedp.WaitVisible(chromedp.CSS(`li.product`)))
+	attr, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`li.product[data-item]`), "data-item"))
+	if err != nil || !attr.Exists {
+		t.Fatalf("shop: %v", err)
+	}
+	itemID := attr.Value
+	checkNode(t, ctx, "shop page", isWeb)
+	screenshot(t, ctx, dir, "shop.png")
+
+	// 5–6. Buy two: the order page follows it to confirmed.
+	buy := func(qty string) string {
+		sel := fmt.Sprintf(`#item-%s`, itemID)
+		do(t, ctx,
+			chromedp.Navigate(c.URL+"/shop"),
+			chromedp.WaitVisible(chromedp.CSS(sel+` form.buy`)),
+			chromedp.SetValue(chromedp.CSS(sel+` input[name="quantity"]`), qty),
+			chromedp.Submit(chromedp.CSS(sel+` form.buy`)),
+			chromedp.WaitVisible(chromedp.CSS(`#status`)),
+			chromedp.WaitNotPresent(chromedp.CSS(`#status.status-pending`)),
+		)
+		status := text(t, ctx, `#status`)
+		checkNode(t, ctx, "order page", isResult)
+		return status
+	}
+	if s := buy("2"); !strings.Contains(s, "Confirmed") {
+		t.Fatalf("order status %q, want confirmed", s)
+	}
+	screenshot(t, ctx, dir, "order-confirmed.png")
+
+	// 7. One is left: buying five is rejected.
+	if s := buy("5"); !strings.Contains(s, "Rejected") || !strings.Contains(s, "sold out") {
+		t.Fatalf("order status %q, want rejected (sold out)", s)
+	}
+	screenshot(t, ctx, dir, "order-rejected.png")
+	t.Logf("screenshots in %s", dir)
+}
