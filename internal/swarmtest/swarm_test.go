@@ -157,6 +157,50 @@ func TestSwarmStack(t *testing.T) {
 	step("3. counts match exactly: %v", final)
 	e.checkQueues(t)
 
+	// 3. Orders through HAProxy: an item made through /admin, then more
+	// orders than its stock through every frontend, some of them sent twice.
+	// Exactly the stock is confirmed; the rest are rejected; nothing twice.
+	const stock, orders, repeats = 100, 300, 50
+	it, err := c.createItem(ctx, "admin", e.adminPassword, "swarm sneaker "+randomHex(3), stock)
+	if err != nil {
+		t.Fatalf("3. %v", err)
+	}
+	if err := eventually(30*time.Second, 200*time.Millisecond, func() error {
+		for range 2 * len(e.webServices) { // round robin: every frontend's cache
+			q, err := c.catalogueQuantity(ctx, it.ID)
+			if err != nil {
+				return err
+			}
+			if q != stock {
+				return fmt.Errorf("item %d at %d, want %d", it.ID, q, stock)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("3. the frontends' catalogue: %v", err)
+	}
+	t3 = time.Now()
+	if failed := placeOrders(ctx, c, "swarm-order", it.ID, orders, repeats, 16); len(failed) > 0 {
+		t.Fatalf("3. %d orders not acknowledged: %v", len(failed), failed[:min(len(failed), 10)])
+	}
+	outcomes, err := orderOutcomes(ctx, c, "swarm-order", orders, 2*time.Minute)
+	if err != nil {
+		t.Fatalf("3. orders: %v", err)
+	}
+	if outcomes["confirmed/"] != stock || outcomes["rejected/out_of_stock"] != orders-stock || len(outcomes) != 2 {
+		t.Fatalf("3. order outcomes %v, want %d confirmed and %d rejected out_of_stock", outcomes, stock, orders-stock)
+	}
+	if err := eventually(30*time.Second, 200*time.Millisecond, func() error {
+		if q, err := c.catalogueQuantity(ctx, it.ID); err != nil || q != 0 {
+			return fmt.Errorf("item %d at %d (%v), want 0", it.ID, q, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("3. stock after the orders: %v", err)
+	}
+	step("3. %d orders (+%d repeated ids) for a stock of %d: %v in %s; stock now 0", orders, repeats, stock, outcomes, time.Since(t3).Round(time.Millisecond))
+	e.checkQueues(t)
+
 	// 4. Round robin: every web task answered, in fair shares.
 	e.checkNodes(t, nodes, expect.ok.Load())
 	step("4. 202s came from %d frontends: %v", len(nodes), nodes)
