@@ -35,6 +35,9 @@ func runCommand(getenv func(string) string) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if c.TLSURL != "" {
+				fmt.Fprintf(out, "\nHTTPS at %s (self-signed certificate in %s)\n", c.TLSURL, filepath.Join(opt.Dir, "tls.pem"))
+			}
 			fmt.Fprintf(out, "\nsurge is up:\n  vote     %s/\n  results  %s/results\n  API      %s/results/api/polls/cats-vs-dogs\n  items    %s/api/items\n  admin    %s/admin  (user %s, password %s)\n  logs     %s\n\nPress Ctrl-C to stop.\n",
 				c.URL, c.URL, c.URL, c.URL, c.URL, c.AdminUser, c.AdminPassword, filepath.Join(opt.Dir, "logs"))
 			<-ctx.Done()
@@ -53,5 +56,7 @@ func runCommand(getenv func(string) string) *cobra.Command {
 	f.IntVar(&opt.Port, "port", opt.Port, "HAProxy's front port on 127.0.0.1 (default $PORT or 8080)")
 	f.IntVar(&opt.Shards, "shards", opt.Shards, "capture shards (Redis + web each)")
 	f.IntVar(&opt.Workers, "workers", opt.Workers, "workers")
+	f.IntVar(&opt.RatePerIP, "rate-per-ip", 0, "HAProxy: requests per client address per 10 s before 429 (0: no limit)")
+	f.BoolVar(&opt.TLS, "tls", false, "also serve HTTPS with a self-signed certificate; HTTP then redirects to it")
 	return cmd
 }

@@ -40,9 +40,13 @@ func newAdmin(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("web: %w", err)
 	}
-	s := &Server{cfg: cfg, log: opt.Logger, db: db, now: opt.Now, reg: telemetry.NewRegistry()}
-	gin.SetMode(gin.ReleaseMode)
-	r := gin.New()
+	s := &Server{cfg: cfg, log: opt.Logger, db: db, now: opt.Now, reg: telemetry.NewRegistry(),
+		lockout: newLockout(cfg.AdminMaxFails, cfg.AdminLockout, opt.Now)}
+	r, err := newEngine(cfg)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, rec any) {
 		httpx.Error(c, s.log, fmt.Errorf("panic: %v", rec))
 	}))
@@ -71,14 +75,26 @@ func newAdmin(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 }
 
 // requireAdmin checks HTTP basic credentials in constant time: the digests
-// of both fields are always compared, whatever is wrong.
+// of both fields are always compared, whatever is wrong. A client that fails
+// too often is locked out for a while, even with the right password.
+// Credentials are never logged.
 func (s *Server) requireAdmin(c *gin.Context) {
+	client := c.ClientIP()
+	if s.lockout.Locked(client) {
+		s.log.Warn("admin login refused: locked out", "client", client)
+		httpx.Error(c, s.log, surge.Errorf(surge.ERATELIMIT, "too many failed logins; try again later"))
+		return
+	}
 	user, pass, _ := c.Request.BasicAuth()
 	wantUser, wantPass := sha256.Sum256([]byte(s.cfg.AdminUser)), sha256.Sum256([]byte(s.cfg.AdminPassword))
 	gotUser, gotPass := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(pass))
 	okUser := subtle.ConstantTimeCompare(wantUser[:], gotUser[:])
 	okPass := subtle.ConstantTimeCompare(wantPass[:], gotPass[:])
 	if okUser&okPass != 1 {
+		if user != "" || pass != "" { // a browser's first, credential-less request is no failure
+			s.lockout.Fail(client)
+			s.log.Warn("admin login failed", "client", client)
+		}
 		c.Header("WWW-Authenticate", `Basic realm="surge admin", charset="UTF-8"`)
 		c.AbortWithStatusJSON(http.StatusUnauthorized, httpx.ErrorBody{Error: "authentication required"})
 		return

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -35,23 +36,29 @@ const (
 
 // Config is the web service's configuration.
 type Config struct {
-	Mode           string          `mapstructure:"mode"`
-	Postgres       postgres.Config `mapstructure:"postgres"` // catalogue and polls (capture), writes (admin)
-	AdminUser      string          `mapstructure:"admin_user"`
-	AdminPassword  string          `mapstructure:"admin_password"` // secret
-	OrderKeyTTL    time.Duration   `mapstructure:"order_key_ttl"`  // how long a repeated order_id is recognised on a shard
-	Listen         string          `mapstructure:"listen"`
-	Node           string          `mapstructure:"node"` // shown on pages and in receipts; defaults to the hostname
-	Redis          redis.Config    `mapstructure:"redis"`
-	RequireDurable bool            `mapstructure:"require_durable"` // refuse a Redis without appendfsync always
-	CookieKeys     []string        `mapstructure:"cookie_keys"`     // secret; the first signs, all verify
-	CookieSecure   bool            `mapstructure:"cookie_secure"`   // set behind TLS
-	Polls          []surge.Poll    `mapstructure:"polls"`
-	MaxBody        int64           `mapstructure:"max_body"`
-	AppendTimeout  time.Duration   `mapstructure:"append_timeout"`
-	Collectors     int             `mapstructure:"collectors"`
-	MaxBatch       int             `mapstructure:"max_batch"`
-	LogLevel       string          `mapstructure:"log_level"`
+	Mode          string          `mapstructure:"mode"`
+	Postgres      postgres.Config `mapstructure:"postgres"` // catalogue and polls (capture), writes (admin)
+	AdminUser     string          `mapstructure:"admin_user"`
+	AdminPassword string          `mapstructure:"admin_password"` // secret
+	OrderKeyTTL   time.Duration   `mapstructure:"order_key_ttl"`  // how long a repeated order_id is recognised on a shard
+	VoterRate     float64         `mapstructure:"voter_rate"`     // votes and orders per second per voter; 0: no limit
+	VoterBurst    int             `mapstructure:"voter_burst"`
+	AdminMaxFails int             `mapstructure:"admin_max_failures"` // failed logins per client per window before a lockout
+	AdminLockout  time.Duration   `mapstructure:"admin_lockout"`
+	// TrustedProxies may set X-Forwarded-For and X-Forwarded-Proto (HAProxy).
+	TrustedProxies []string      `mapstructure:"trusted_proxies"`
+	Listen         string        `mapstructure:"listen"`
+	Node           string        `mapstructure:"node"` // shown on pages and in receipts; defaults to the hostname
+	Redis          redis.Config  `mapstructure:"redis"`
+	RequireDurable bool          `mapstructure:"require_durable"` // refuse a Redis without appendfsync always
+	CookieKeys     []string      `mapstructure:"cookie_keys"`     // secret; the first signs, all verify
+	CookieSecure   bool          `mapstructure:"cookie_secure"`   // set behind TLS
+	Polls          []surge.Poll  `mapstructure:"polls"`
+	MaxBody        int64         `mapstructure:"max_body"`
+	AppendTimeout  time.Duration `mapstructure:"append_timeout"`
+	Collectors     int           `mapstructure:"collectors"`
+	MaxBatch       int           `mapstructure:"max_batch"`
+	LogLevel       string        `mapstructure:"log_level"`
 }
 
 // DefaultConfig returns the defaults.
@@ -61,6 +68,11 @@ func DefaultConfig() Config {
 		Postgres:       postgres.Config{MaxConns: 4},
 		AdminUser:      "admin",
 		OrderKeyTTL:    7 * 24 * time.Hour,
+		VoterRate:      5,
+		VoterBurst:     20,
+		AdminMaxFails:  5,
+		AdminLockout:   time.Minute,
+		TrustedProxies: []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"},
 		Listen:         "127.0.0.1:8081",
 		Redis:          redis.Config{Addr: "127.0.0.1:6379", Stream: redis.DefaultStream},
 		RequireDurable: true,
@@ -91,6 +103,8 @@ type Server struct {
 	orders   prometheus.Counter
 	engine   *gin.Engine
 	handler  http.Handler // engine, wrapped where needed
+	voters   *keyedLimiter
+	lockout  *lockout
 }
 
 // Options are a Server's collaborators that are not configuration.
@@ -148,7 +162,7 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		}
 	}
 	s := &Server{cfg: cfg, log: opt.Logger, static: polls, signer: signer, client: client, now: opt.Now,
-		reg: telemetry.NewRegistry()}
+		reg: telemetry.NewRegistry(), voters: newKeyedLimiter(cfg.VoterRate, cfg.VoterBurst, opt.Now)}
 	if err := s.openCatalog(cfg); err != nil {
 		client.Close()
 		return nil, err
@@ -168,7 +182,10 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		Collectors: cfg.Collectors, MaxBatch: cfg.MaxBatch, Timeout: cfg.AppendTimeout,
 		Observe: func(n int) { batch.Observe(float64(n)) },
 	})
-	s.engine = s.routes()
+	if s.engine, err = s.routes(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -227,9 +244,41 @@ func (s *Server) Close() {
 	}
 }
 
-func (s *Server) routes() *gin.Engine {
+// newEngine returns a Gin engine that believes forwarding headers only from
+// the trusted proxies.
+func newEngine(cfg Config) (*gin.Engine, error) {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
+	if err := r.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("web: trusted_proxies: %w", err)
+	}
+	return r, nil
+}
+
+// secure reports whether the client reached us over TLS (directly, or at a
+// trusted proxy that says so), so cookies get the Secure flag.
+func (s *Server) secure(c *gin.Context) bool {
+	if s.cfg.CookieSecure || c.Request.TLS != nil {
+		return true
+	}
+	return c.GetHeader("X-Forwarded-Proto") == "https" && s.isTrusted(c.RemoteIP())
+}
+
+func (s *Server) isTrusted(ip string) bool {
+	addr := net.ParseIP(ip)
+	for _, cidr := range s.cfg.TrustedProxies {
+		if _, n, err := net.ParseCIDR(cidr); err == nil && addr != nil && n.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) routes() (*gin.Engine, error) {
+	r, err := newEngine(s.cfg)
+	if err != nil {
+		return nil, err
+	}
 	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, rec any) {
 		s.log.Error("panic", "path", c.Request.URL.Path, "recovered", rec)
 		httpx.Error(c, s.log, fmt.Errorf("panic: %v", rec))
@@ -247,7 +296,7 @@ func (s *Server) routes() *gin.Engine {
 	r.NoRoute(func(c *gin.Context) {
 		httpx.Error(c, s.log, surge.Errorf(surge.ENOTFOUND, "no such page"))
 	})
-	return r
+	return r, nil
 }
 
 // Receipt is the 202 answer to a vote.
@@ -285,6 +334,10 @@ func (s *Server) postVote(c *gin.Context) {
 		}
 		// A forged or damaged cookie is a new voter, never someone else.
 	}
+	if id.Version > 0 && !s.voters.Allow(id.ID) {
+		httpx.Error(c, s.log, surge.Errorf(surge.ERATELIMIT, "too many votes from this voter; slow down"))
+		return
+	}
 	now := s.now()
 	id.Version = surge.NextVersion(now, id.Version)
 	vote := surge.Vote{
@@ -306,12 +359,12 @@ func (s *Server) postVote(c *gin.Context) {
 	s.votes.WithLabelValues(poll.ID).Inc()
 	http.SetCookie(c.Writer, &http.Cookie{
 		Name: voter.CookieName, Value: s.signer.Sign(id), Path: "/",
-		MaxAge: 400 * 24 * 3600, HttpOnly: true, Secure: s.cfg.CookieSecure, SameSite: http.SameSiteLaxMode,
+		MaxAge: 400 * 24 * 3600, HttpOnly: true, Secure: s.secure(c), SameSite: http.SameSiteLaxMode,
 	})
 	// For display only: which option the page marks as this browser's vote.
 	http.SetCookie(c.Writer, &http.Cookie{
 		Name: choiceCookie(poll.ID), Value: vote.Choice, Path: "/",
-		MaxAge: 400 * 24 * 3600, HttpOnly: true, Secure: s.cfg.CookieSecure, SameSite: http.SameSiteLaxMode,
+		MaxAge: 400 * 24 * 3600, HttpOnly: true, Secure: s.secure(c), SameSite: http.SameSiteLaxMode,
 	})
 	if req.form && wantsHTML(c.Request) {
 		c.Status(http.StatusAccepted)

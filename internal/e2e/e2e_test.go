@@ -55,7 +55,7 @@ func testingShort() bool {
 	return false
 }
 
-func up(t *testing.T, shards, workers int) *launcher.Cluster {
+func up(t *testing.T, shards, workers int, options ...func(*launcher.Options)) *launcher.Cluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end (skipped in -short)")
@@ -67,11 +67,15 @@ func up(t *testing.T, shards, workers int) *launcher.Cluster {
 	os.Chmod(dir, 0o755)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	c, err := launcher.Up(ctx, launcher.Options{
+	opt := launcher.Options{
 		Dir: dir, BinDir: binDir, Shards: shards, Workers: workers,
 		// Reclaim a dead worker's entries quickly.
 		WorkerEnv: []string{"SURGE_CLAIM_IDLE=2s", "SURGE_CLAIM_EVERY=250ms", "SURGE_TRIM_EVERY=500ms", "SURGE_BATCH_SIZE=200"},
-	})
+	}
+	for _, o := range options {
+		o(&opt)
+	}
+	c, err := launcher.Up(ctx, opt)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,8 @@ func StatusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case surge.EUNAVAILABLE:
 		return http.StatusServiceUnavailable
+	case surge.ERATELIMIT:
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}
@@ -47,6 +49,9 @@ func Error(c *gin.Context, log *slog.Logger, err error) {
 	var e *surge.Error
 	if errors.As(err, &e) {
 		body.Fields = e.Fields
+	}
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		c.Header("Retry-After", "1")
 	}
 	if status >= 500 {
 		log.Error("request failed", "method", c.Request.Method, "path", c.FullPath(), "status", status, "err", err)

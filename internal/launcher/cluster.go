@@ -3,6 +3,8 @@ package launcher
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -22,6 +24,8 @@ type Options struct {
 	Workers   int      // workers, each draining every shard
 	WorkerEnv []string // extra environment for workers (tests shorten claim_idle)
 	WebEnv    []string // extra environment for web instances
+	RatePerIP int      // HAProxy's per-address limit over 10 s; 0: none
+	TLS       bool     // also serve HTTPS with a generated self-signed certificate
 }
 
 // Service is a running surge service.
@@ -41,6 +45,10 @@ type Cluster struct {
 	Result   *Service
 	Admin    *Service
 	HAProxy  *Proc
+	// TLSURL and CACert are set when TLS is on; CACert is the PEM that
+	// clients trust.
+	TLSURL string
+	CACert []byte
 	// AdminUser and AdminPassword are the generated admin credentials.
 	AdminUser, AdminPassword string
 	opt                      Options
@@ -136,7 +144,18 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 			return nil, err
 		}
 	}
-	hc := HAProxyConfig{Bind: addr(port), Result: []string{c.Result.Addr}, Admin: []string{c.Admin.Addr}}
+	hc := HAProxyConfig{Bind: addr(port), Result: []string{c.Result.Addr}, Admin: []string{c.Admin.Addr}, RatePerIP: opt.RatePerIP}
+	if opt.TLS {
+		tlsPort, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		hc.TLSBind = addr(tlsPort)
+		if hc.TLSCert, c.CACert, err = selfSignedCert(opt.Dir); err != nil {
+			return nil, err
+		}
+		c.TLSURL = "https://" + hc.TLSBind
+	}
 	for _, w := range c.Web {
 		hc.Web = append(hc.Web, w.Addr)
 	}
@@ -207,8 +226,15 @@ func (c *Cluster) waitHealthy(ctx context.Context) error {
 	}
 	// HAProxy marks servers up after `rise` checks; wait until a request
 	// through it succeeds.
+	client, front := http.DefaultClient, c.URL
+	if c.TLSURL != "" {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(c.CACert)
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		front = c.TLSURL
+	}
 	for {
-		resp, err := http.Get(c.URL + "/healthz")
+		resp, err := client.Get(front + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -9,11 +9,12 @@ import (
 
 // Error codes. They are mapped to HTTP status in one place (internal/httpx).
 const (
-	EINVALID     = "invalid"     // the request is malformed or names something that does not exist
-	ENOTFOUND    = "not_found"   // the thing asked for does not exist
-	ETOOLARGE    = "too_large"   // the body is over the limit
-	EUNAVAILABLE = "unavailable" // a dependency (the local queue, the database) is down
-	EINTERNAL    = "internal"    // anything else
+	EINVALID     = "invalid"      // the request is malformed or names something that does not exist
+	ENOTFOUND    = "not_found"    // the thing asked for does not exist
+	ETOOLARGE    = "too_large"    // the body is over the limit
+	EUNAVAILABLE = "unavailable"  // a dependency (the local queue, the database) is down
+	ERATELIMIT   = "rate_limited" // too many requests from this client; retry later
+	EINTERNAL    = "internal"     // anything else
 )
 
 // Error is a domain error with a code and a message safe to show a client.
