@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -36,6 +39,10 @@ type Config struct {
 	MaxDeliveries int64           `mapstructure:"max_deliveries"`
 	FinishTimeout time.Duration   `mapstructure:"finish_timeout"`
 	LogLevel      string          `mapstructure:"log_level"`
+	// TestCrashAfterCommit is for fault-injection tests only: the chance,
+	// per committed batch, that the worker SIGKILLs itself after the commit
+	// and before the XACK. 0 (the default) never crashes.
+	TestCrashAfterCommit float64 `mapstructure:"test_crash_after_commit"`
 }
 
 // DefaultConfig returns the defaults.
@@ -63,6 +70,10 @@ func DefaultConfig() Config {
 func RunWorker(ctx context.Context, cfg Config, log *slog.Logger, afterCommit func([]string)) error {
 	if len(cfg.Shards) == 0 {
 		return fmt.Errorf("worker: no shards configured")
+	}
+	if afterCommit == nil && cfg.TestCrashAfterCommit > 0 {
+		log.Warn("fault injection on: this worker will crash between commits and acks", "chance", cfg.TestCrashAfterCommit)
+		afterCommit = CrashAfterCommit(cfg.TestCrashAfterCommit, log)
 	}
 	reg := telemetry.NewRegistry()
 	metrics := NewMetrics(reg)
@@ -135,4 +146,17 @@ func RunWorker(ctx context.Context, cfg Config, log *slog.Logger, afterCommit fu
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// CrashAfterCommit returns a hook that, with the given chance per batch,
+// kills the process with SIGKILL between the commit and the XACK: the crash
+// point that exactly-once application must survive.
+func CrashAfterCommit(chance float64, log *slog.Logger) func([]string) {
+	return func(ids []string) {
+		if rand.Float64() < chance {
+			log.Warn("fault injection: crashing after commit, before ack", "entries", len(ids))
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
+	}
 }

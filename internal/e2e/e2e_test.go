@@ -262,6 +262,11 @@ func TestEveryAcknowledgedVoteCountedExactlyOnce(t *testing.T) {
 	}
 }
 
+func decodeJSON(resp *http.Response, out any) {
+	defer resp.Body.Close()
+	json.NewDecoder(resp.Body).Decode(out)
+}
+
 // voterID reads the voter id out of the (signed, not encrypted) cookie.
 func voterID(cookies []*http.Cookie) string {
 	for _, c := range cookies {
