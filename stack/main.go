@@ -29,6 +29,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(runCommand(getenv))
+	root.AddCommand(loadCommand())
 	root.AddCommand(renderCommand())
 	return root.ExecuteContext(ctx)
 }

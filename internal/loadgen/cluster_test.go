@@ -1,0 +1,108 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/surge-vote/surge/internal/launcher"
+	"github.com/surge-vote/surge/internal/testenv"
+)
+
+// The tool against the real pipeline (the launcher behind `make run`: 2
+// shards, 2 workers, HAProxy): 300 voters and orders for a few seconds,
+// verified. Then the database is tampered with, and the same verification
+// must see each kind of damage.
+func TestLoadAndVerifyAgainstTheStack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the whole stack (skipped in -short)")
+	}
+	bin, err := testenv.BuildBinaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(bin)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c, err := launcher.Up(ctx, launcher.Options{Dir: dir, BinDir: bin, Shards: 2, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+
+	cfg := DefaultConfig()
+	cfg.Target, cfg.AdminUser, cfg.AdminPass = c.URL, c.AdminUser, c.AdminPassword
+	cfg.Rate, cfg.Duration, cfg.MaxRequests = 300, 3*time.Second, 2000
+	cfg.Voters, cfg.ChangeRatio = 300, 0.5
+	cfg.OrderRatio, cfg.Items, cfg.Stock = 0.2, 2, 40
+	cfg.Verify, cfg.DrainTimeout = true, 30*time.Second
+	cfg.JSONPath, cfg.PlotPath = filepath.Join(dir, "report.json"), filepath.Join(dir, "plot.png")
+	var out strings.Builder
+	r, err := newRunner(ctx, cfg, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.run(ctx)
+	t.Log(out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := rep.Verdict
+	if v == nil || !v.OK() {
+		t.Fatalf("verdict %+v", v)
+	}
+	if v.VotersChecked < 300 || rep.Ledger.VotesAcked < 600 || rep.Ledger.OrdersAcked < 50 {
+		t.Errorf("too little was checked: %+v, ledger %+v", v, rep.Ledger)
+	}
+	if v.Confirmed == 0 || v.Rejected == 0 || v.UnitsConfirmed < 70 {
+		t.Errorf("orders: %d confirmed (%d units), %d rejected; want the 80 units (nearly) sold out and some refused", v.Confirmed, v.UnitsConfirmed, v.Rejected)
+	}
+	if s := rep.Summary; s.Requests < 850 || s.Requests > 900 || s.ByClass["202"] != s.Requests {
+		t.Errorf("summary %+v", s)
+	}
+	for _, f := range []string{cfg.JSONPath, cfg.PlotPath} {
+		if st, err := os.Stat(f); err != nil || st.Size() < 1000 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+
+	// Damage: a counted vote deleted (lost), a count raised above the votes
+	// (duplicated), a rejected order confirmed (oversold), and a vote for a
+	// voter the run never had (unexpected).
+	conn, err := pgx.Connect(ctx, c.Postgres.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	poll := rep.Poll
+	for _, q := range []string{
+		`DELETE FROM votes WHERE poll = $1 AND voter = (SELECT min(voter) FROM votes WHERE poll = $1)`,
+		`UPDATE orders SET status = 'confirmed', reason = NULL
+		  WHERE id = (SELECT min(id) FROM orders WHERE id LIKE 'load-' || substr($1, 6) || '-%' AND status = 'rejected')`,
+		`INSERT INTO votes (poll, voter, choice, version, event_id) VALUES ($1, 'ffffffffffffffffffffffffffffffff', 'red', 1, 'X')`,
+		`UPDATE poll_options SET votes = votes + 2 WHERE poll = $1 AND option = 'green'`,
+	} {
+		if tag, err := conn.Exec(ctx, q, poll); err != nil || tag.RowsAffected() != 1 {
+			t.Fatalf("%s: %v %v", q, tag, err)
+		}
+	}
+	out.Reset()
+	err = r.verify(ctx)
+	t.Log(out.String())
+	var ve *VerifyError
+	if !errors.As(err, &ve) {
+		t.Fatalf("verify after the damage: %v", err)
+	}
+	d := ve.Verdict
+	if d.Lost < 1 || d.Duplicated < 1 || d.Oversold < 1 || d.Unexpected < 1 {
+		t.Errorf("damage not seen: lost=%d duplicated=%d oversold=%d unexpected=%d", d.Lost, d.Duplicated, d.Oversold, d.Unexpected)
+	}
+}
