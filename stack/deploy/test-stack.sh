@@ -1,11 +1,27 @@
 #!/usr/bin/env bash
-# make test-stack: docker-stack.yml deployed on a real single-node Swarm of
-# this machine's Docker engine (internal/swarmtest), after the surge image and
-# the stand-ins for redis, postgres and haproxy are built. Without a reachable
-# engine it prints a SKIP line and succeeds.
+# make test-stack:
+#  1. the Vagrant cluster's offline checks (ruby -c, vagrant validate, its
+#     structure), with ruby and vagrant installed from Debian's packages when
+#     missing;
+#  2. docker-stack.yml deployed on a real single-node Swarm of this machine's
+#     Docker engine (internal/swarmtest), after the surge image and the
+#     stand-ins for redis, postgres and haproxy are built. Without a reachable
+#     engine it prints a SKIP line for this part and succeeds.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 GO=${GO:-go}
+
+need=()
+command -v ruby >/dev/null 2>&1 || need+=(ruby)
+command -v vagrant >/dev/null 2>&1 || need+=(vagrant)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "test-stack: installing from Debian's packages: ${need[*]}"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+SURGE_REQUIRE_VAGRANT_TOOLS=1 $GO test -count=1 ./vagrant/
 
 if ! command -v docker >/dev/null 2>&1; then
   echo "SKIP test-stack: no docker CLI on this machine"
