@@ -42,24 +42,17 @@ func newAdmin(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: opt.Logger, db: db, now: opt.Now, reg: telemetry.NewRegistry(),
 		lockout: newLockout(cfg.AdminMaxFails, cfg.AdminLockout, opt.Now)}
-	r, err := newEngine(cfg)
+	r, err := httpx.NewEngine(httpx.EngineOptions{Service: "admin", Node: cfg.Node, Log: s.log, Registry: s.reg,
+		TrustedProxies: cfg.TrustedProxies, Health: func(ctx context.Context) error {
+			if err := db.Ping(ctx); err != nil {
+				return fmt.Errorf("postgres: %w", err)
+			}
+			return nil
+		}})
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, rec any) {
-		httpx.Error(c, s.log, fmt.Errorf("panic: %v", rec))
-	}))
-	r.Use(telemetry.HTTPMetrics(s.reg, "admin"))
-	r.GET("/healthz", func(c *gin.Context) {
-		if err := db.Ping(c.Request.Context()); err != nil {
-			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "node": cfg.Node, "error": "postgres: " + err.Error()})
-			return
-		}
-		c.JSON(http.StatusOK, gin.H{"status": "ok", "node": cfg.Node})
-	})
-	r.GET("/metrics", telemetry.MetricsHandler(s.reg))
-	r.StaticFS("/static", ui.Static())
 	admin := r.Group("/admin", s.requireAdmin)
 	admin.GET("", s.getAdminPage)
 	admin.GET("/api/items", s.getAdminItems)
@@ -67,7 +60,6 @@ func newAdmin(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	admin.POST("/api/polls", s.postPoll)
 	admin.GET("/api/audit/votes", s.getAuditVotes)
 	admin.GET("/api/audit/orders", s.getAuditOrders)
-	r.NoRoute(func(c *gin.Context) { httpx.Error(c, s.log, surge.Errorf(surge.ENOTFOUND, "no such page")) })
 	s.engine = r
 	// Form posts from another origin are refused (Sec-Fetch-Site / Origin).
 	s.handler = http.NewCrossOriginProtection().Handler(r)

@@ -17,15 +17,18 @@ import (
 
 const adminPassword = "admin-password-123"
 
-func newAdmin(t *testing.T) (*httptest.Server, *postgres.DB) {
+func newAdmin(t *testing.T, mutate ...func(*capture.Config)) (*httptest.Server, *postgres.DB) {
 	t.Helper()
-	return newAdminOn(t, testenv.PostgresURL(t))
+	return newAdminOn(t, testenv.PostgresURL(t), mutate...)
 }
 
-func newAdminOn(t *testing.T, url string) (*httptest.Server, *postgres.DB) {
+func newAdminOn(t *testing.T, url string, mutate ...func(*capture.Config)) (*httptest.Server, *postgres.DB) {
 	t.Helper()
 	cfg := capture.DefaultConfig()
 	cfg.Mode, cfg.Postgres.URL, cfg.AdminPassword, cfg.Node = capture.ModeAdmin, url, adminPassword, "admin-1"
+	for _, m := range mutate {
+		m(&cfg)
+	}
 	s, err := capture.New(context.Background(), cfg, capture.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +195,8 @@ func TestAdminValidation(t *testing.T) {
 }
 
 func TestAdminRequiresCredentials(t *testing.T) {
-	ts, db := newAdmin(t)
+	// Many failures from one address here; the lockout has its own test.
+	ts, db := newAdmin(t, func(c *capture.Config) { c.AdminMaxFails = 100 })
 	body := `{"name":"Mug","quantity":3,"price":"12.50"}`
 	for _, tt := range []struct {
 		name    string

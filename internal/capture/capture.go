@@ -244,17 +244,6 @@ func (s *Server) Close() {
 	}
 }
 
-// newEngine returns a Gin engine that believes forwarding headers only from
-// the trusted proxies.
-func newEngine(cfg Config) (*gin.Engine, error) {
-	gin.SetMode(gin.ReleaseMode)
-	r := gin.New()
-	if err := r.SetTrustedProxies(cfg.TrustedProxies); err != nil {
-		return nil, fmt.Errorf("web: trusted_proxies: %w", err)
-	}
-	return r, nil
-}
-
 // secure reports whether the client reached us over TLS (directly, or at a
 // trusted proxy that says so), so cookies get the Secure flag.
 func (s *Server) secure(c *gin.Context) bool {
@@ -275,27 +264,17 @@ func (s *Server) isTrusted(ip string) bool {
 }
 
 func (s *Server) routes() (*gin.Engine, error) {
-	r, err := newEngine(s.cfg)
+	r, err := httpx.NewEngine(httpx.EngineOptions{Service: "web", Node: s.cfg.Node, Log: s.log, Registry: s.reg,
+		TrustedProxies: s.cfg.TrustedProxies, Health: s.health})
 	if err != nil {
 		return nil, err
 	}
-	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, rec any) {
-		s.log.Error("panic", "path", c.Request.URL.Path, "recovered", rec)
-		httpx.Error(c, s.log, fmt.Errorf("panic: %v", rec))
-	}))
-	r.Use(telemetry.HTTPMetrics(s.reg, "web"))
 	r.POST("/vote", s.postVote)
 	r.POST("/orders", s.postOrder)
 	r.GET("/api/items", s.getItems)
 	r.GET("/shop", s.getShop)
 	r.GET("/", s.getVotePage)
 	r.GET("/polls/:poll", s.getVotePage)
-	r.GET("/healthz", s.getHealth)
-	r.GET("/metrics", telemetry.MetricsHandler(s.reg))
-	r.StaticFS("/static", ui.Static())
-	r.NoRoute(func(c *gin.Context) {
-		httpx.Error(c, s.log, surge.Errorf(surge.ENOTFOUND, "no such page"))
-	})
 	return r, nil
 }
 
@@ -405,12 +384,11 @@ func (s *Server) renderVotePage(c *gin.Context, poll surge.Poll, voted, current 
 	}
 }
 
-func (s *Server) getHealth(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), 500*time.Millisecond)
-	defer cancel()
+// health is unhealthy when the shard's Redis is unreachable, so the proxy
+// stops sending votes here.
+func (s *Server) health(ctx context.Context) error {
 	if err := s.client.Ping(ctx).Err(); err != nil {
-		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "node": s.cfg.Node, "error": "redis: " + err.Error()})
-		return
+		return fmt.Errorf("redis: %w", err)
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ok", "node": s.cfg.Node})
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/surge-vote/surge/internal/postgres"
 	"github.com/surge-vote/surge/internal/surge"
@@ -38,6 +39,7 @@ type Live struct {
 	listening atomic.Bool
 	wake      chan struct{}
 	done      chan struct{}
+	reads     singleflight.Group // concurrent reads of one poll share a query
 
 	// Reads counts results queries to Postgres.
 	Reads prometheus.Counter
@@ -151,7 +153,21 @@ func (l *Live) refresh(ctx context.Context) {
 	}
 }
 
+// Listening reports whether the hub hears of commits; until then its
+// snapshots are read from Postgres on demand.
+func (l *Live) Listening() bool { return l.listening.Load() }
+
 func (l *Live) read(ctx context.Context, poll string) (Snapshot, error) {
+	v, err, _ := l.reads.Do(poll, func() (any, error) {
+		return l.readOnce(context.WithoutCancel(ctx), poll)
+	})
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return v.(Snapshot), nil
+}
+
+func (l *Live) readOnce(ctx context.Context, poll string) (Snapshot, error) {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	l.Reads.Inc()

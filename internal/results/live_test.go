@@ -32,6 +32,9 @@ func TestLiveResultsFanOutWithoutMeltingPostgres(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	live := results.NewLive(db, log, 100*time.Millisecond)
 	go live.Run(ctx, db)
+	for !live.Listening() {
+		time.Sleep(10 * time.Millisecond)
+	}
 	ts := httptest.NewServer(results.New("r1", db, redis.Shards{}, live, log).Handler())
 	defer ts.Close()
 	defer cancel() // streams end before the server closes

@@ -83,22 +83,16 @@ func New(node string, store Store, queued Queues, live *Live, log *slog.Logger) 
 	s.reg.MustRegister(live.Reads, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "surge_results_stream_clients", Help: "Connected live-result streams.",
 	}, func() float64 { return float64(live.Subscribers()) }))
-	gin.SetMode(gin.ReleaseMode)
-	r := gin.New()
-	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, rec any) {
-		httpx.Error(c, s.log, fmt.Errorf("panic: %v", rec))
-	}))
-	r.Use(telemetry.HTTPMetrics(s.reg, "result"))
+	r, err := httpx.NewEngine(httpx.EngineOptions{Service: "result", Node: node, Log: log, Registry: s.reg, Health: s.health})
+	if err != nil {
+		panic(err) // no trusted proxies: cannot fail
+	}
 	r.GET("/results", s.getPage)
 	r.GET("/results/api/polls", s.getPolls)
 	r.GET("/results/api/polls/:poll", s.getPoll)
 	r.GET("/results/api/stream", s.getStream)
 	r.GET("/results/api/backlog", s.getBacklog)
 	r.GET("/orders/:id", s.getOrder)
-	r.GET("/healthz", s.getHealth)
-	r.GET("/metrics", telemetry.MetricsHandler(s.reg))
-	r.StaticFS("/static", ui.Static())
-	r.NoRoute(func(c *gin.Context) { httpx.Error(c, s.log, surge.Errorf(surge.ENOTFOUND, "no such page")) })
 	s.engine = r
 	return s
 }
@@ -298,14 +292,12 @@ func writeEvent(w io.Writer, snap Snapshot) error {
 	return err
 }
 
-func (s *Server) getHealth(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), time.Second)
-	defer cancel()
+// health is unhealthy when Postgres is unreachable.
+func (s *Server) health(ctx context.Context) error {
 	if err := s.store.Ping(ctx); err != nil {
-		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "node": s.node, "error": "postgres: " + err.Error()})
-		return
+		return fmt.Errorf("postgres: %w", err)
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ok", "node": s.node})
+	return nil
 }
 
 // unavailableUnlessDomain turns a failure to reach the database into a 503.
