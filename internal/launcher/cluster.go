@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -199,6 +200,34 @@ func (c *Cluster) Restart(ctx context.Context, s *Service) error {
 	}
 	s.Proc = p
 	return WaitTCP(ctx, s.Addr, p)
+}
+
+// RestartPostgres starts Postgres again on its data and port, after a stop.
+func (c *Cluster) RestartPostgres(ctx context.Context) error {
+	<-c.Postgres.Done()
+	pg, err := StartPostgres(ctx, c.Postgres.Dir, c.Postgres.Port)
+	if err != nil {
+		return err
+	}
+	c.Postgres = pg
+	return nil
+}
+
+// RestartRedis starts shard i's Redis again on its port and AOF.
+func (c *Cluster) RestartRedis(ctx context.Context, i int) error {
+	old := c.Redis[i]
+	<-old.Done()
+	_, port, _ := strings.Cut(old.Addr, ":")
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return err
+	}
+	r, err := StartRedis(ctx, old.Name, old.Dir, p)
+	if err != nil {
+		return err
+	}
+	c.Redis[i] = r
+	return nil
 }
 
 // waitHealthy waits until every web instance and the result service answer
