@@ -153,6 +153,7 @@ func services(opt Options) []service {
 	}
 
 	hap := service{Name: "haproxy", Image: HAProxyImageVar, HAProxy: true, Networks: nets("edge"),
+		Env: []kv{{"RATE_PER_IP", "${HTTP_RATE_PER_IP:-0}"}},
 		Health: health{Test: []string{"CMD", "bash", "-c",
 			`exec 3<>/dev/tcp/127.0.0.1/8404 && printf 'GET /healthz HTTP/1.0\r\n\r\n' >&3 && grep -q '^HTTP/1.[01] 200' <&3`},
 			Interval: "5s", Timeout: "3s", Retries: 3, Start: "10s"},
@@ -289,8 +290,9 @@ var stackTemplate = template.Must(template.New("stack").Funcs(funcs).Parse(`# su
 #
 # Variables (defaults): SURGE_IMAGE (surge) and SURGE_TAG (latest), which
 # ` + "`" + `make image` + "`" + ` builds; REDIS_IMAGE (redis:7), POSTGRES_IMAGE (postgres:16),
-# HAPROXY_IMAGE (haproxy:2.8); HTTP_PORT (80); SURGE_ADMIN_USER (admin);
-# SURGE_POLLS (the default poll).
+# HAPROXY_IMAGE (haproxy:2.8); HTTP_PORT (80); HTTP_RATE_PER_IP (requests
+# per client address per 10 s before a 429; 0, the default, is no limit);
+# SURGE_ADMIN_USER (admin); SURGE_POLLS (the default poll).
 #
 # Every service is endpoint_mode dnsrr: HAProxy and the services find tasks
 # through Docker's DNS, which lists a task once its health check passes, and

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -426,5 +427,58 @@ func TestHAProxyConfig(t *testing.T) {
 	}
 	if out, err := exec.Command(bin, "-c", "-f", filepath.Join(repoRoot(t), deploy.HAProxyConfigPath)).CombinedOutput(); err != nil {
 		t.Fatalf("haproxy -c: %v\n%s", err, out)
+	}
+}
+
+// The per-address limit: RATE_PER_IP requests per 10 s, then 429; 0 is no
+// limit. HAProxy runs here with the Swarm config, its binds moved to free
+// loopback ports; no server resolves, so every request it lets through gets
+// a 503.
+func TestHAProxyRateLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIP: starts haproxy")
+	}
+	bin, err := launcher.LookBinary("haproxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		limit    string
+		want429s int
+	}{{"5", 15}, {"0", 0}} {
+		port, _ := launcher.FreePort()
+		health, _ := launcher.FreePort()
+		cfg := strings.Replace(string(deploy.HAProxyConfig), fmt.Sprintf("bind :%d", ListenPort), fmt.Sprintf("bind 127.0.0.1:%d", port), 1)
+		cfg = strings.Replace(cfg, "bind :8404", fmt.Sprintf("bind 127.0.0.1:%d", health), 1)
+		dir := t.TempDir()
+		path := filepath.Join(dir, "haproxy.cfg")
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := launcher.StartProc(launcher.ProcSpec{Name: "haproxy", Path: bin, Args: []string{"-db", "-f", path},
+			Env: []string{"RATE_PER_IP=" + tc.limit}, Log: filepath.Join(dir, "haproxy.log")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		if err := launcher.WaitTCP(context.Background(), addr, p); err != nil {
+			p.Kill()
+			log, _ := os.ReadFile(filepath.Join(dir, "haproxy.log"))
+			t.Fatalf("RATE_PER_IP=%s: %v\n%s", tc.limit, err, log)
+		}
+		statuses := map[int]int{}
+		for range 20 {
+			resp, err := http.Get("http://" + addr + "/")
+			if err != nil {
+				p.Kill()
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			statuses[resp.StatusCode]++
+		}
+		p.Kill()
+		if statuses[429] != tc.want429s || statuses[503] != 20-tc.want429s {
+			t.Errorf("RATE_PER_IP=%s: statuses %v, want %d × 429 and the rest 503", tc.limit, statuses, tc.want429s)
+		}
 	}
 }
