@@ -48,3 +48,16 @@ image:
 # plus the offline Vagrant checks.
 test-stack:
 	@./stack/deploy/test-stack.sh
+
+.PHONY: bench load
+
+# The performance ratios, side by side in one run (about 10 minutes on 2 cores;
+# not part of `make test`): bench/results.json and the table in bench/README.md.
+bench: deps build
+	$(GO) build -o $(BIN)/ ./bench/bare
+	$(GO) run ./bench --bin $(BIN)
+
+# Load the stack that `make run` started, e.g.
+#   make load ARGS='--rate 2000 --duration 20s --verify'
+load: build
+	@$(BIN)/stack load $(ARGS)

@@ -1,0 +1,460 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/oklog/ulid/v2"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/surge-vote/surge/internal/launcher"
+	"github.com/surge-vote/surge/internal/postgres"
+	"github.com/surge-vote/surge/internal/redis"
+	"github.com/surge-vote/surge/internal/surge"
+)
+
+// backlog is the drain's input: votes from voters of whom some vote again
+// (a later version, another choice), and the counts they must end in.
+type backlog struct {
+	votes  []surge.Vote
+	fields [][]any
+	voters int
+	counts map[string]int64 // per choice, the latest vote of each voter
+}
+
+func makeBacklog(n int) (*backlog, error) {
+	b := &backlog{votes: make([]surge.Vote, n), fields: make([][]any, n), voters: n * 7 / 10}
+	rng := rand.New(rand.NewPCG(1, 2))
+	at := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+	base := at.UnixMicro()
+	latest := make([]string, b.voters)
+	choices := []string{"cats", "dogs"}
+	for i := range n {
+		voter := i
+		choice := choices[rng.IntN(2)]
+		if i >= b.voters { // a change of an earlier voter's vote
+			voter = rng.IntN(b.voters)
+			if latest[voter] == "cats" {
+				choice = "dogs"
+			} else {
+				choice = "cats"
+			}
+		}
+		latest[voter] = choice
+		v := surge.Vote{ID: ulid.Make().String(), Poll: surge.DefaultPollID, Choice: choice,
+			Voter: fmt.Sprintf("%032x", voter), Version: base + int64(i), Node: "bench", At: at}
+		f, err := surge.EncodeVote(v)
+		if err != nil {
+			return nil, err
+		}
+		b.votes[i], b.fields[i] = v, f
+	}
+	b.counts = map[string]int64{}
+	for _, c := range latest {
+		b.counts[c]++
+	}
+	return b, nil
+}
+
+// benchDrain: the workers drain a pre-filled backlog across the shards into
+// Postgres; the same rows go in by COPY into a staging table and one merge,
+// and by a one-row-per-statement upsert loop. All against one Postgres
+// (synchronous commit), in fresh databases.
+func benchDrain(ctx context.Context, o options, res *Results) error {
+	const shards, workers = 2, 2
+	say(o, "  generating %d votes...", o.votes)
+	b, err := makeBacklog(o.votes)
+	if err != nil {
+		return err
+	}
+	d := &res.Drain
+	d.Votes, d.Voters, d.Shards, d.Workers = o.votes, b.voters, shards, workers
+	d.BatchSize = "default (500)"
+	if o.drainBatch > 0 {
+		d.BatchSize = strconv.Itoa(o.drainBatch)
+	}
+
+	var ps procs
+	defer ps.stop()
+	pgDir := filepath.Join(o.dir, "drain-postgres")
+	os.MkdirAll(pgDir, 0o755)
+	port, err := launcher.FreePort()
+	if err != nil {
+		return err
+	}
+	pg, err := launcher.StartPostgres(ctx, filepath.Join(pgDir, "data"), port)
+	if err != nil {
+		return err
+	}
+	defer pg.Stop(30 * time.Second)
+	adminURL := fmt.Sprintf("postgres://surge@127.0.0.1:%d/postgres?sslmode=disable", pg.Port)
+	freshDB := func(name string) (string, error) {
+		conn, err := pgx.Connect(ctx, adminURL)
+		if err != nil {
+			return "", err
+		}
+		defer conn.Close(ctx)
+		conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name)
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+			return "", err
+		}
+		url := fmt.Sprintf("postgres://surge@127.0.0.1:%d/%s?sslmode=disable", pg.Port, name)
+		db, err := postgres.Open(ctx, postgres.Config{URL: url, MaxConns: 2})
+		if err != nil {
+			return "", err
+		}
+		defer db.Close()
+		if err := db.Migrate(ctx); err != nil {
+			return "", err
+		}
+		return url, db.EnsurePolls(ctx, surge.DefaultPolls())
+	}
+	dropDB := func(name string) {
+		if conn, err := pgx.Connect(ctx, adminURL); err == nil {
+			conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			conn.Close(ctx)
+		}
+	}
+
+	var prefill, work, copyMerge, copyOnly, mergeOnly, naive8, naive1 []float64
+	d.CheckedOut = true
+	for round := range o.rounds {
+		// 1. The workers, from a backlog spread over the shards.
+		var rs procs
+		var addrs []string
+		var clients []*goredis.Client
+		for s := range shards {
+			r, err := startRedis(ctx, o, &rs, fmt.Sprintf("drain-redis-%d-%d", round+1, s+1))
+			if err != nil {
+				rs.stop()
+				return err
+			}
+			addrs = append(addrs, r.Addr)
+			clients = append(clients, goredis.NewClient(&goredis.Options{Addr: r.Addr}))
+		}
+		closeAll := func() {
+			for _, c := range clients {
+				c.Close()
+			}
+			rs.stop()
+			for s := range shards {
+				os.RemoveAll(filepath.Join(o.dir, fmt.Sprintf("drain-redis-%d-%d", round+1, s+1)))
+			}
+		}
+		t := time.Now()
+		if err := fill(ctx, clients, b.fields); err != nil {
+			closeAll()
+			return err
+		}
+		prefill = append(prefill, float64(len(b.fields))/time.Since(t).Seconds())
+		name := fmt.Sprintf("drain_%d", round+1)
+		url, err := freshDB(name)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		env := []string{"SURGE_SHARDS=" + strings.Join(addrs, ","), "SURGE_POSTGRES_URL=" + url}
+		if o.drainBatch > 0 {
+			env = append(env, "SURGE_BATCH_SIZE="+strconv.Itoa(o.drainBatch))
+		}
+		start := time.Now()
+		var ws procs
+		for w := range workers {
+			port, err := launcher.FreePort()
+			if err != nil {
+				closeAll()
+				return err
+			}
+			p, err := launcher.StartProc(launcher.ProcSpec{Name: fmt.Sprintf("drain-worker-%d", w+1), Path: filepath.Join(o.bin, "worker"),
+				Env: append([]string{"SURGE_LISTEN=127.0.0.1:" + strconv.Itoa(port), "SURGE_NAME=" + fmt.Sprintf("worker-%d", w+1),
+					"SURGE_LOG_LEVEL=warn"}, env...),
+				Log: filepath.Join(o.dir, "logs", fmt.Sprintf("drain-worker-%d-%d.log", round+1, w+1))})
+			if err != nil {
+				closeAll()
+				return err
+			}
+			ws.add(p)
+		}
+		err = waitDrained(ctx, clients, len(b.fields), 10*time.Minute)
+		took := time.Since(start)
+		ws.stop()
+		closeAll()
+		if err != nil {
+			return err
+		}
+		work = append(work, float64(len(b.votes))/took.Seconds())
+		if ok, why := checkCounts(ctx, url, b); !ok {
+			d.CheckedOut = false
+			res.Notes = append(res.Notes, fmt.Sprintf("drain round %d: the counts differ from the backlog: %s", round+1, why))
+		}
+		dropDB(name)
+		say(o, "  drain round %d: prefill %.0f/s; workers %.0f votes/s (%s for %d votes)", round+1, prefill[round], work[round], took.Round(time.Millisecond), len(b.votes))
+
+		// 2. The same rows by COPY into a staging table and one merge.
+		name = fmt.Sprintf("copy_%d", round+1)
+		if url, err = freshDB(name); err != nil {
+			return err
+		}
+		cp, mg, err := copyAndMerge(ctx, url, b)
+		if err != nil {
+			return err
+		}
+		if ok, why := checkCounts(ctx, url, b); !ok {
+			d.CheckedOut = false
+			res.Notes = append(res.Notes, fmt.Sprintf("copy round %d: the counts differ from the backlog: %s", round+1, why))
+		}
+		dropDB(name)
+		n := float64(len(b.votes))
+		copyMerge = append(copyMerge, n/(cp+mg).Seconds())
+		copyOnly, mergeOnly = append(copyOnly, n/cp.Seconds()), append(mergeOnly, n/mg.Seconds())
+		say(o, "  drain round %d: COPY + merge %.0f rows/s (COPY %s, merge %s)", round+1, copyMerge[round], cp.Round(time.Millisecond), mg.Round(time.Millisecond))
+
+		// 3. The naive way: one upsert statement per row, autocommit.
+		for _, clients := range []int{8, 1} {
+			name = fmt.Sprintf("naive_%d_%d", clients, round+1)
+			if url, err = freshDB(name); err != nil {
+				return err
+			}
+			rate, err := naiveUpserts(ctx, url, b, clients, 4*time.Second)
+			if err != nil {
+				return err
+			}
+			dropDB(name)
+			if clients == 8 {
+				naive8 = append(naive8, rate)
+			} else {
+				naive1 = append(naive1, rate)
+			}
+			say(o, "  drain round %d: one-row upserts, %d clients: %.0f rows/s", round+1, clients, rate)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	d.Prefill, d.Worker = figure("/s", prefill), figure("votes/s", work)
+	d.CopyMerge, d.CopyOnly, d.MergeOnly = figure("rows/s", copyMerge), figure("rows/s", copyOnly), figure("rows/s", mergeOnly)
+	d.Naive, d.Naive1 = figure("rows/s", naive8), figure("rows/s", naive1)
+	return nil
+}
+
+// fill appends the entries round robin over the shards, 1,000 per
+// pipeline, the shards in parallel.
+func fill(ctx context.Context, clients []*goredis.Client, fields [][]any) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(clients))
+	for s, c := range clients {
+		wg.Go(func() {
+			pipe := c.Pipeline()
+			for i := s; i < len(fields); i += len(clients) {
+				pipe.XAdd(ctx, &goredis.XAddArgs{Stream: redis.DefaultStream, Values: fields[i]})
+				if pipe.Len() == 1000 {
+					if _, err := pipe.Exec(ctx); err != nil {
+						errs[s] = err
+						return
+					}
+				}
+			}
+			if _, err := pipe.Exec(ctx); err != nil && pipe.Len() > 0 {
+				errs[s] = err
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return fmt.Errorf("prefill: %w", err)
+		}
+	}
+	return nil
+}
+
+// waitDrained waits until the group has delivered and acknowledged every
+// entry on every shard.
+func waitDrained(ctx context.Context, clients []*goredis.Client, entries int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	shards := redis.Shards{Clients: clients, Stream: redis.DefaultStream, Group: "workers"}
+	for {
+		bl, err := shards.Backlog(ctx)
+		if err == nil && len(bl) == len(clients) {
+			drained := true
+			for _, s := range bl {
+				// Before the workers create the group, the backlog reads as
+				// empty: also require the group to have delivered entries.
+				drained = drained && s.Drained()
+			}
+			if drained && delivered(ctx, clients) >= int64(entries) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("drain: %w (last: %v %v)", ctx.Err(), bl, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// delivered sums the entries the group has read on every shard.
+func delivered(ctx context.Context, clients []*goredis.Client) int64 {
+	var n int64
+	for _, c := range clients {
+		groups, err := c.XInfoGroups(ctx, redis.DefaultStream).Result()
+		if err != nil {
+			return 0
+		}
+		for _, g := range groups {
+			if g.Name == "workers" {
+				n += g.EntriesRead
+			}
+		}
+	}
+	return n
+}
+
+// checkCounts compares the poll's counts and vote rows with the backlog's
+// latest vote per voter.
+func checkCounts(ctx context.Context, url string, b *backlog) (bool, string) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return false, err.Error()
+	}
+	defer conn.Close(ctx)
+	var rows int64
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM votes WHERE poll = $1`, surge.DefaultPollID).Scan(&rows); err != nil {
+		return false, err.Error()
+	}
+	if rows != int64(b.voters) {
+		return false, fmt.Sprintf("%d vote rows, want %d voters", rows, b.voters)
+	}
+	for choice, want := range b.counts {
+		var got, rowsFor int64
+		if err := conn.QueryRow(ctx, `SELECT votes FROM poll_options WHERE poll = $1 AND option = $2`, surge.DefaultPollID, choice).Scan(&got); err != nil {
+			return false, err.Error()
+		}
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM votes WHERE poll = $1 AND choice = $2`, surge.DefaultPollID, choice).Scan(&rowsFor); err != nil {
+			return false, err.Error()
+		}
+		if got != want || rowsFor != want {
+			return false, fmt.Sprintf("%s: count %d, rows %d, want %d", choice, got, rowsFor, want)
+		}
+	}
+	return true, ""
+}
+
+// copyAndMerge loads every vote with COPY into a temporary staging table,
+// then merges it into votes (the latest per voter wins) and recounts the
+// options, in one transaction with synchronous commit.
+func copyAndMerge(ctx context.Context, url string, b *backlog) (copyTook, mergeTook time.Duration, err error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close(ctx)
+	// The staging table lives in this session's buffers, not the WAL.
+	if _, err := conn.Exec(ctx, `SET temp_buffers = '512MB'`); err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE staging (poll text, voter text, choice text, version bigint,
+		event_id text, node text, cast_at timestamptz) ON COMMIT DROP`); err != nil {
+		return 0, 0, err
+	}
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{"staging"}, []string{"poll", "voter", "choice", "version", "event_id", "node", "cast_at"},
+		pgx.CopyFromSlice(len(b.votes), func(i int) ([]any, error) {
+			v := &b.votes[i]
+			return []any{v.Poll, v.Voter, v.Choice, v.Version, v.ID, v.Node, v.At}, nil
+		}))
+	if err != nil {
+		return 0, 0, err
+	}
+	if n != int64(len(b.votes)) {
+		return 0, 0, fmt.Errorf("copied %d rows of %d", n, len(b.votes))
+	}
+	copyTook = time.Since(start)
+	start = time.Now()
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO votes (poll, voter, choice, version, event_id, node, cast_at)
+		SELECT DISTINCT ON (poll, voter) poll, voter, choice, version, event_id, node, cast_at
+		FROM staging ORDER BY poll, voter, version DESC, event_id DESC
+		ON CONFLICT (poll, voter) DO UPDATE SET choice = excluded.choice, version = excluded.version,
+			event_id = excluded.event_id, node = excluded.node, cast_at = excluded.cast_at, committed_at = now()
+		WHERE (excluded.version, excluded.event_id) > (votes.version, votes.event_id)`); err != nil {
+		return 0, 0, fmt.Errorf("merge: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `
+		UPDATE poll_options o SET votes = coalesce(c.n, 0)
+		FROM poll_options p LEFT JOIN (SELECT poll, choice, count(*) AS n FROM votes GROUP BY poll, choice) c
+			ON c.poll = p.poll AND c.choice = p.option
+		WHERE o.poll = p.poll AND o.option = p.option AND o.poll IN (SELECT DISTINCT poll FROM staging)`); err != nil {
+		return 0, 0, fmt.Errorf("recount: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, 0, err
+	}
+	return copyTook, time.Since(start), nil
+}
+
+// naiveUpserts sends one upsert statement per vote, each its own
+// transaction, from the given number of clients, for a while; rows/s.
+func naiveUpserts(ctx context.Context, url string, b *backlog, clients int, d time.Duration) (float64, error) {
+	pool, err := pgxpool.New(ctx, url+"&pool_max_conns="+strconv.Itoa(clients))
+	if err != nil {
+		return 0, err
+	}
+	defer pool.Close()
+	if err := pool.Ping(ctx); err != nil {
+		return 0, err
+	}
+	var next, done atomic.Int64
+	var errMu sync.Mutex
+	var firstErr error
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(len(b.votes)) {
+					return
+				}
+				v := &b.votes[i]
+				_, err := pool.Exec(ctx, `
+					INSERT INTO votes (poll, voter, choice, version, event_id, node, cast_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+					ON CONFLICT (poll, voter) DO UPDATE SET choice = excluded.choice, version = excluded.version,
+						event_id = excluded.event_id, node = excluded.node, cast_at = excluded.cast_at, committed_at = now()
+					WHERE (excluded.version, excluded.event_id) > (votes.version, votes.event_id)`,
+					v.Poll, v.Voter, v.Choice, v.Version, v.ID, v.Node, v.At)
+				if err != nil {
+					errMu.Lock()
+					firstErr = cmp.Or(firstErr, err)
+					errMu.Unlock()
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, fmt.Errorf("naive upsert: %w", firstErr)
+	}
+	return float64(done.Load()) / time.Since(start).Seconds(), nil
+}

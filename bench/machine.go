@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+// Machine describes where the figures were measured.
+type Machine struct {
+	CPU      string  `json:"cpu"`
+	Cores    int     `json:"cores"`
+	MemoryGB float64 `json:"memory_gb"`
+	Kernel   string  `json:"kernel"`
+	Go       string  `json:"go"`
+	Redis    string  `json:"redis"`
+	Postgres string  `json:"postgres"`
+	HAProxy  string  `json:"haproxy"`
+	LoadAvg  string  `json:"load_average_at_start"`
+	Virtual  string  `json:"virtualization,omitempty"`
+}
+
+func describeMachine() Machine {
+	m := Machine{Cores: runtime.NumCPU(), Go: runtime.Version(), LoadAvg: loadAvg()}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				m.MemoryGB = kb / 1024 / 1024
+			}
+		}
+	}
+	first := func(name string, args ...string) string {
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if err != nil {
+			return ""
+		}
+		line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+		return line
+	}
+	m.Kernel = first("uname", "-r")
+	m.Virtual = first("systemd-detect-virt")
+	m.Redis = first("redis-server", "--version")
+	m.HAProxy = first("haproxy", "-v")
+	if m.HAProxy == "" {
+		m.HAProxy = first("/usr/sbin/haproxy", "-v")
+	}
+	if dirs, _ := exec.Command("sh", "-c", "ls -d /usr/lib/postgresql/*/bin/postgres | sort -V | tail -1").Output(); len(dirs) > 0 {
+		m.Postgres = first(strings.TrimSpace(string(dirs)), "--version")
+	}
+	return m
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// cpuTimes are the machine's CPU counters (/proc/stat), to report the time
+// the hypervisor stole from this machine during a phase.
+type cpuTimes struct{ total, steal uint64 }
+
+func readCPU() cpuTimes {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var t cpuTimes
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		if i < 8 { // user nice system idle iowait irq softirq steal
+			t.total += n
+		}
+		if i == 7 {
+			t.steal = n
+		}
+	}
+	return t
+}
+
+func (t cpuTimes) stealSince(before cpuTimes) float64 {
+	if t.total <= before.total {
+		return 0
+	}
+	return 100 * float64(t.steal-before.steal) / float64(t.total-before.total)
+}
+
+// peakRSS is a process's peak resident set size (VmHWM) in MB.
+func peakRSS(pid int) float64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
