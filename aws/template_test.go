@@ -398,9 +398,13 @@ func TestUserData(t *testing.T) {
 		if data["MetadataOptions"].(map[string]any)["HttpTokens"] != "required" {
 			t.Errorf("%s: IMDSv2 not required", name)
 		}
-		sub, ok := data["UserData"].(map[string]any)["Fn::Base64"].(map[string]any)["Fn::Sub"].(string)
+		subArg := data["UserData"].(map[string]any)["Fn::Base64"].(map[string]any)["Fn::Sub"]
+		if list, ok := subArg.([]any); ok && len(list) == 2 {
+			subArg = list[0] // the variables map is checked by TestReferencesResolve
+		}
+		sub, ok := subArg.(string)
 		if !ok {
-			t.Fatalf("%s: user data is not Base64(Sub(text))", name)
+			t.Fatalf("%s: user data is not Base64(Sub(text)) or Base64(Sub([text, variables]))", name)
 		}
 		for _, bad := range []string{"SWMTKN", "tcp://", "2375", "2376", "docker secret create surge_postgres_password surge"} {
 			if strings.Contains(sub, bad) {
@@ -410,7 +414,8 @@ func TestUserData(t *testing.T) {
 		manager := strings.Contains(name, "Manager")
 		wants := []string{"aws ssm get-parameter --with-decryption", "docker swarm join --token \"$(get "}
 		if manager {
-			wants = append(wants, "docker swarm init", "put worker-token", "--type SecureString", "docker stack deploy")
+			wants = append(wants, "docker swarm init", "put worker-token", "--type SecureString", "docker stack deploy",
+				"SURGE_COOKIE_SECURE=${CookieSecure}")
 		}
 		for _, w := range wants {
 			if !strings.Contains(sub, w) {

@@ -168,7 +168,8 @@ func services(opt Options) []service {
 		web := service{Name: fmt.Sprintf("web-%d", k), Comment: fmt.Sprintf("Shard %d: a stateless frontend and its own durable queue.", k),
 			Image: ImageVar, Command: []string{"/web"}, Hostname: true,
 			Env: append(append([]kv{listen, {"SURGE_REDIS_ADDR", fmt.Sprintf("redis-%d:6379", k)},
-				{"SURGE_COOKIE_KEYS_FILE", "/run/secrets/" + CookieKeysSecret}}, pgEnv(4)...), polls),
+				{"SURGE_COOKIE_KEYS_FILE", "/run/secrets/" + CookieKeysSecret}, {"SURGE_COOKIE_SECURE", "${SURGE_COOKIE_SECURE:-}"}},
+				pgEnv(4)...), polls),
 			Secrets: []string{CookieKeysSecret, PostgresPasswordSecret},
 			Networks: []network{
 				{Name: "edge", Aliases: []string{WebAlias}, Comment: "Every shard's frontends answer to tasks." + WebAlias + " for HAProxy."},
@@ -292,7 +293,8 @@ var stackTemplate = template.Must(template.New("stack").Funcs(funcs).Parse(`# su
 # ` + "`" + `make image` + "`" + ` builds; REDIS_IMAGE (redis:7), POSTGRES_IMAGE (postgres:16),
 # HAPROXY_IMAGE (haproxy:2.8); HTTP_PORT (80); HTTP_RATE_PER_IP (requests
 # per client address per 10 s before a 429; 0, the default, is no limit);
-# SURGE_ADMIN_USER (admin); SURGE_POLLS (the default poll).
+# SURGE_ADMIN_USER (admin); SURGE_POLLS (the default poll); SURGE_COOKIE_SECURE
+# (true when TLS ends in front of HAProxy, at a load balancer).
 #
 # Every service is endpoint_mode dnsrr: HAProxy and the services find tasks
 # through Docker's DNS, which lists a task once its health check passes, and
