@@ -18,6 +18,7 @@ import (
 
 	"github.com/surge-vote/surge/internal/launcher"
 	"github.com/surge-vote/surge/internal/stackfile"
+	"github.com/surge-vote/surge/stack/deploy"
 )
 
 // The stack is deployed under this name, as in the README.
@@ -317,6 +318,11 @@ func TestSwarmStack(t *testing.T) {
 	e.checkQueues(t)
 	step("6. counts match exactly after the roll: %v", final)
 
+	// As the README says to add a shard to a running stack: label a node,
+	// render with one more shard, deploy again; under a steady load, with no
+	// failed request. HAProxy finds the new frontend with no config change.
+	e.addShard(t, ctx, c, expect, step)
+
 	// 7. Tear down: t.Cleanup, which also runs when a step fails.
 	step("done in %s; tearing down", time.Since(start).Round(time.Second))
 }
@@ -549,4 +555,102 @@ func haproxyUp() (map[string]int, error) {
 		}
 	}
 	return up, nil
+}
+
+// addShard deploys the stack again with one shard more, under load.
+func (e *env) addShard(t *testing.T, ctx context.Context, c *client, expect *tally, step func(string, ...any)) {
+	ts := time.Now()
+	k := e.shards + 1
+	opt := stackfile.Defaults()
+	opt.Shards = k
+	text, err := stackfile.Render(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stack file finds haproxy.cfg relative to itself.
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, filepath.FromSlash(deploy.HAProxyConfigPath))
+	os.MkdirAll(filepath.Dir(cfg), 0o755)
+	if err := os.WriteFile(cfg, deploy.HAProxyConfig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "docker-stack.yml")
+	if err := os.WriteFile(file, text, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	node := must(t, "info", "--format", "{{.Swarm.NodeID}}")
+	must(t, "node", "update", "--label-add", stackfile.ShardNodeLabel(k)+"=true", node)
+	e.labelled = append(e.labelled, stackfile.ShardNodeLabel(k))
+
+	before, failedBefore := expect.ok.Load(), expect.failed.Load()
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		runLoad(loadCtx, c, expect, loadOptions{Concurrency: 4, Every: 25 * time.Millisecond, ChangeShare: 0.2, MaxDuration: 10 * time.Minute})
+	}()
+	stop := func() { stopLoad(); <-loadDone }
+	time.Sleep(2 * time.Second)
+	// Our services keep the image the web services were rolled to.
+	t.Setenv("SURGE_TAG", strings.TrimPrefix(e.rollImage, e.image+":"))
+	if out, err := docker(ctx, nil, "stack", "deploy", "--resolve-image", "never", "-c", file, stack); err != nil {
+		stop()
+		t.Fatalf("add a shard: %v\n%s", err, out)
+	}
+	e.webServices = append(e.webServices, fmt.Sprintf("%s_web-%d", stack, k))
+	e.redisServices = append(e.redisServices, fmt.Sprintf("%s_redis-%d", stack, k))
+	e.expectedServices = append(e.expectedServices, fmt.Sprintf("%s_web-%d", stack, k), fmt.Sprintf("%s_redis-%d", stack, k))
+	sort.Strings(e.expectedServices)
+	err = eventually(4*time.Minute, 2*time.Second, func() error {
+		if err := converged(stack); err != nil {
+			return err
+		}
+		for _, svc := range []string{stack + "_worker", stack + "_result"} {
+			state := must(t, "service", "inspect", "-f", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", svc)
+			if state != "completed" {
+				return fmt.Errorf("%s: update %q", svc, state)
+			}
+		}
+		up, err := haproxyUp()
+		if err != nil {
+			return err
+		}
+		if up["web"] != k {
+			return fmt.Errorf("HAProxy has %d web servers up, want %d", up["web"], k)
+		}
+		return nil
+	})
+	time.Sleep(3 * time.Second)
+	stop()
+	if err != nil {
+		t.Fatalf("add a shard: %v", err)
+	}
+	final, _, failures := expect.snapshot()
+	if n := expect.failed.Load() - failedBefore; n > 0 {
+		t.Fatalf("add a shard: %d requests failed: %v", n, failures)
+	}
+	if shards := must(t, "service", "inspect", "-f", "{{range .Spec.TaskTemplate.ContainerSpec.Env}}{{println .}}{{end}}", stack+"_worker"); !strings.Contains(shards, fmt.Sprintf("redis-%d:6379", k)) {
+		t.Fatalf("add a shard: the workers do not read redis-%d:\n%s", k, shards)
+	}
+	newWeb := fmt.Sprintf("%s_web-%d-1", stack, k)
+	step("+. added shard %d to the running stack in %s under load: %d votes acknowledged, 0 failed; HAProxy sees %d frontends",
+		k, time.Since(ts).Round(time.Millisecond), expect.ok.Load()-before, k)
+
+	// The new frontend takes its share of votes, and they are counted.
+	probe := newTally()
+	runLoad(ctx, c, probe, loadOptions{Voters: 300, Concurrency: 6, MaxDuration: time.Minute})
+	if n := probe.failed.Load(); n > 0 {
+		_, _, f := probe.snapshot()
+		t.Fatalf("add a shard: %d votes failed: %v", n, f)
+	}
+	pf, pnodes, _ := probe.snapshot()
+	if pnodes[newWeb] < 300/k/2 {
+		t.Fatalf("add a shard: %s answered %d of 300 votes (%v)", newWeb, pnodes[newWeb], pnodes)
+	}
+	for ch, v := range pf {
+		final[ch] += v
+	}
+	waitCounts(t, ctx, c, final, "after adding a shard")
+	e.checkQueues(t)
+	step("+. %s answered %d of 300 new voters; counts match exactly: %v", newWeb, pnodes[newWeb], final)
 }
