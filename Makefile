@@ -4,7 +4,7 @@ GO ?= go
 PORT ?= 8080
 BIN := .surge/bin
 
-.PHONY: run test deps test-deps build unit clean image test-stack
+.PHONY: chaos run test deps test-deps build unit clean image test-stack
 
 build:
 	@mkdir -p $(BIN)
@@ -61,3 +61,8 @@ bench: deps build
 #   make load ARGS='--rate 2000 --duration 20s --verify'
 load: build
 	@$(BIN)/stack load $(ARGS)
+
+# The chaos suite at full size: every schedule under >=100k votes and >=10k
+# orders, verified; prints the table (also in .surge/chaos/table.md).
+chaos: test-deps
+	$(GO) test -count=1 -v -timeout 60m -run TestChaos ./internal/chaos/ -args -chaos.full

@@ -1,0 +1,374 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/surge-vote/surge/internal/launcher"
+	"github.com/surge-vote/surge/internal/loadgen"
+	"github.com/surge-vote/surge/internal/redis"
+	"github.com/surge-vote/surge/internal/testenv"
+)
+
+var full = flag.Bool("chaos.full", false, "full sizes (make chaos): ≥100k votes and ≥10k orders per schedule")
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := 0
+	if !testing.Short() {
+		dir, err := testenv.BuildBinaries()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		binDir = dir
+		code = m.Run()
+		os.RemoveAll(dir)
+	} else {
+		code = m.Run()
+	}
+	os.Exit(code)
+}
+
+// size is one schedule's load.
+type size struct {
+	rate     float64
+	duration time.Duration
+	voters   int
+	outage   time.Duration // Postgres outage
+	stock    int64
+}
+
+func sizes() size {
+	if *full {
+		return size{rate: 2600, duration: 50 * time.Second, voters: 30000, outage: 30 * time.Second, stock: 2000}
+	}
+	return size{rate: 400, duration: 8 * time.Second, voters: 600, outage: 3 * time.Second, stock: 100}
+}
+
+// cluster is a pipeline with a supervisor that restarts dead workers, as
+// Swarm's restart policy would.
+type cluster struct {
+	*launcher.Cluster
+	mu       sync.Mutex // guards the services' processes across kill and restart
+	restarts int
+}
+
+func start(t *testing.T, workerEnv ...string) *cluster {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "surge-chaos-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	lc, err := launcher.Up(ctx, launcher.Options{Dir: dir, BinDir: binDir, Shards: 2, Workers: 2,
+		WorkerEnv: append([]string{"SURGE_CLAIM_IDLE=3s", "SURGE_CLAIM_EVERY=500ms"}, workerEnv...),
+		// The load tool's voters change their votes: allow them.
+		WebEnv: []string{"SURGE_VOTER_RATE=50", "SURGE_VOTER_BURST=50"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{Cluster: lc}
+	sctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, w := range lc.Workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-sctx.Done():
+					return
+				case <-w.Done():
+				}
+				time.Sleep(200 * time.Millisecond)
+				if sctx.Err() != nil {
+					return
+				}
+				// Like Swarm's restart policy: again and again, even if the
+				// new process dies before it is listening.
+				c.mu.Lock()
+				lc.Restart(sctx, w)
+				c.restarts++
+				c.mu.Unlock()
+			}
+		})
+	}
+	t.Cleanup(func() {
+		stop()
+		wg.Wait()
+		lc.Stop()
+		if t.Failed() {
+			t.Logf("state and logs kept in %s", dir)
+		} else {
+			os.RemoveAll(dir)
+		}
+	})
+	return c
+}
+
+// row is one schedule's line in the table.
+type row struct {
+	Schedule     string  `json:"schedule"`
+	VotesAcked   int64   `json:"votes_acked"`
+	OrdersAcked  int64   `json:"orders_acked"`
+	Lost         int64   `json:"lost"`
+	Duplicated   int64   `json:"duplicated"`
+	Oversold     int64   `json:"oversold"`
+	Unexpected   int64   `json:"unexpected"`
+	Unknown      int64   `json:"unknown"`
+	Errors       int64   `json:"non_2xx"`
+	BacklogPeak  int64   `json:"backlog_peak,omitempty"`
+	CatchUpS     float64 `json:"catch_up_s,omitempty"`
+	Notes        string  `json:"notes"`
+	DurationSecs float64 `json:"duration_s"`
+}
+
+var (
+	tableMu sync.Mutex
+	table   []row
+)
+
+// run puts load on c while fault runs, then verifies. fault must heal
+// everything before it returns; it gets the load's deadline.
+func run(t *testing.T, name string, c *cluster, fault func(ctx context.Context, until time.Time) string) row {
+	t.Helper()
+	sz := sizes()
+	cfg := loadgen.DefaultConfig()
+	cfg.Target, cfg.AdminUser, cfg.AdminPass = c.URL, c.AdminUser, c.AdminPassword
+	cfg.Rate, cfg.Duration, cfg.MaxRequests = sz.rate, sz.duration, int64(sz.rate*sz.duration.Seconds())+1000
+	cfg.Voters, cfg.ChangeRatio = sz.voters, 0.3
+	cfg.OrderRatio, cfg.Items, cfg.Stock = 0.1, 3, sz.stock
+	cfg.Timeout = 5 * time.Second
+	cfg.Verify, cfg.DrainTimeout = true, 3*time.Minute
+	dir := filepath.Join(outDir(t), name)
+	os.MkdirAll(dir, 0o755)
+	cfg.JSONPath, cfg.PlotPath = filepath.Join(dir, "report.json"), filepath.Join(dir, "plot.png")
+
+	began := time.Now()
+	until := began.Add(sz.duration - 2*time.Second) // heal before the load ends
+	notes := make(chan string, 1)
+	go func() { notes <- fault(context.Background(), until) }()
+	var out strings.Builder
+	rep, err := loadgen.Run(context.Background(), cfg, &out)
+	note := <-notes
+	var verr *loadgen.VerifyError
+	if err != nil && !errors.As(err, &verr) {
+		t.Fatalf("%s: load: %v\n%s", name, err, out.String())
+	}
+	if rep == nil || rep.Verdict == nil {
+		t.Fatalf("%s: no verdict\n%s", name, out.String())
+	}
+	v := rep.Verdict
+	r := row{Schedule: name, VotesAcked: int64(rep.Ledger.VotesAcked), OrdersAcked: int64(rep.Ledger.OrdersAcked),
+		Lost: v.Lost, Duplicated: v.Duplicated, Oversold: v.Oversold, Unexpected: v.Unexpected,
+		Unknown: v.UnknownVotes + v.UnknownOrders, Notes: note, DurationSecs: time.Since(began).Seconds()}
+	for class, n := range rep.Summary.ByClass {
+		if !strings.HasPrefix(class, "2") {
+			r.Errors += n
+		}
+	}
+	tableMu.Lock()
+	table = append(table, r)
+	tableMu.Unlock()
+	if r.Lost != 0 || r.Duplicated != 0 || r.Oversold != 0 || r.Unexpected != 0 {
+		t.Errorf("%s: lost %d, duplicated %d, oversold %d, unexpected %d\n%s", name, r.Lost, r.Duplicated, r.Oversold, r.Unexpected, out.String())
+	}
+	if r.VotesAcked < int64(sz.rate*sz.duration.Seconds()*0.5) {
+		t.Errorf("%s: only %d votes acknowledged: too little load to prove anything", name, r.VotesAcked)
+	}
+	return r
+}
+
+func outDir(t *testing.T) string {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(filepath.Dir(strings.TrimSpace(string(out))), ".surge", "chaos")
+}
+
+// sleepUntil waits for d, or less if the deadline comes first; it reports
+// whether there is time left after.
+func sleepUntil(d time.Duration, until time.Time) bool {
+	if left := time.Until(until); left < d {
+		d = max(left, 0)
+	}
+	time.Sleep(d)
+	return time.Now().Before(until)
+}
+
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos (skipped in -short)")
+	}
+	t.Run("worker kill", func(t *testing.T) {
+		// Workers also crash on their own between commit and XACK.
+		c := start(t, "SURGE_TEST_CRASH_AFTER_COMMIT=0.02")
+		r := run(t, "worker kill", c, func(ctx context.Context, until time.Time) string {
+			kills := 0
+			for i := 0; sleepUntil(1500*time.Millisecond, until); i++ {
+				c.mu.Lock()
+				c.Workers[i%len(c.Workers)].Kill() // the supervisor restarts it
+				c.mu.Unlock()
+				kills++
+			}
+			time.Sleep(time.Second) // let the supervisor restart the last one
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return fmt.Sprintf("%d SIGKILLs, %d restarts in all (incl. crashes after commit)", kills, c.restarts)
+		})
+		t.Logf("%+v", r)
+	})
+
+	t.Run("redis kill", func(t *testing.T) {
+		c := start(t)
+		r := run(t, "redis kill", c, func(ctx context.Context, until time.Time) string {
+			probes, accepted := 0, 0
+			for i := 0; sleepUntil(time.Second, until); i++ {
+				shard := i % len(c.Redis)
+				c.Redis[shard].Kill()
+				// Its frontend must refuse votes (503), never acknowledge them.
+				for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
+					resp, err := http.Post("http://"+c.Web[shard].Addr+"/vote", "application/json", strings.NewReader(`{"choice":"cats"}`))
+					if err == nil {
+						probes++
+						if resp.StatusCode == http.StatusAccepted {
+							accepted++
+						}
+						resp.Body.Close()
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				if err := c.RestartRedis(ctx, shard); err != nil {
+					t.Errorf("restart redis: %v", err)
+					return "restart failed"
+				}
+			}
+			if accepted > 0 {
+				t.Errorf("a frontend acknowledged %d votes while its Redis was down", accepted)
+			}
+			return fmt.Sprintf("%d probes of a frontend whose Redis was down: %d acknowledged", probes, accepted)
+		})
+		t.Logf("%+v", r)
+	})
+
+	t.Run("postgres outage", func(t *testing.T) {
+		c := start(t)
+		var peak int64
+		var catchUp time.Duration
+		r := run(t, "postgres outage", c, func(ctx context.Context, until time.Time) string {
+			sleepUntil(time.Second, until)
+			if err := c.Postgres.Stop(10 * time.Second); err != nil {
+				t.Errorf("stop postgres: %v", err)
+			}
+			shards := shardsOf(c)
+			for end := time.Now().Add(sizes().outage); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+				if n := backlog(ctx, shards); n > peak {
+					peak = n
+				}
+			}
+			if err := c.RestartPostgres(ctx); err != nil {
+				t.Errorf("restart postgres: %v", err)
+			}
+			back := time.Now()
+			for backlog(ctx, shards) > 0 && time.Since(back) < 3*time.Minute {
+				time.Sleep(50 * time.Millisecond)
+			}
+			catchUp = time.Since(back)
+			return fmt.Sprintf("Postgres down %s; backlog peak %d entries; drained %s after it returned (load still running)",
+				sizes().outage, peak, catchUp.Round(10*time.Millisecond))
+		})
+		r.BacklogPeak, r.CatchUpS = peak, catchUp.Seconds()
+		if r.Errors > 0 {
+			t.Errorf("capture answered %d non-2xx during a Postgres outage; it must keep answering 202", r.Errors)
+		}
+		setLast(r)
+		t.Logf("%+v", r)
+	})
+
+	t.Run("frontend kill", func(t *testing.T) {
+		c := start(t)
+		r := run(t, "frontend kill", c, func(ctx context.Context, until time.Time) string {
+			kills := 0
+			for i := 0; sleepUntil(time.Second, until); i++ {
+				w := c.Web[i%len(c.Web)]
+				w.Kill()
+				kills++
+				time.Sleep(1500 * time.Millisecond)
+				if err := c.Restart(ctx, w); err != nil {
+					t.Errorf("restart %s: %v", w.Name, err)
+					return "restart failed"
+				}
+			}
+			return fmt.Sprintf("%d frontend SIGKILLs; HAProxy failed over", kills)
+		})
+		t.Logf("%+v", r)
+	})
+
+	printTable(t)
+}
+
+func shardsOf(c *cluster) redis.Shards {
+	s := redis.Shards{Stream: redis.DefaultStream, Group: "workers"}
+	for _, r := range c.Redis {
+		s.Clients = append(s.Clients, redis.NewClient(redis.Config{Addr: r.Addr}, 1))
+	}
+	return s
+}
+
+func backlog(ctx context.Context, s redis.Shards) int64 {
+	b, err := s.Backlog(ctx)
+	if err != nil {
+		return -1
+	}
+	var n int64
+	for _, x := range b {
+		n += x.Pending + x.Lag
+	}
+	return n
+}
+
+func setLast(r row) {
+	tableMu.Lock()
+	defer tableMu.Unlock()
+	table[len(table)-1] = r
+}
+
+// printTable prints the figures and writes them to .surge/chaos.
+func printTable(t *testing.T) {
+	tableMu.Lock()
+	defer tableMu.Unlock()
+	var b strings.Builder
+	mode := "make test (short)"
+	if *full {
+		mode = "make chaos (full)"
+	}
+	fmt.Fprintf(&b, "Chaos, %s, %s\n\n", mode, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintln(&b, "| schedule | votes acked | orders acked | lost | duplicated | oversold | unexpected | unknown | non-2xx | notes |")
+	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range table {
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %d | %d | %s |\n", r.Schedule, r.VotesAcked, r.OrdersAcked,
+			r.Lost, r.Duplicated, r.Oversold, r.Unexpected, r.Unknown, r.Errors, r.Notes)
+	}
+	t.Log("\n" + b.String())
+	fmt.Println(b.String())
+	dir := outDir(t)
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "table.md"), []byte(b.String()), 0o644)
+	j, _ := json.MarshalIndent(table, "", "  ")
+	os.WriteFile(filepath.Join(dir, "results.json"), j, 0o644)
+}
