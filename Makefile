@@ -30,6 +30,22 @@ test: test-deps
 unit:
 	$(GO) test -count=1 -short ./...
 
+# Every fuzz target (a func FuzzXxx in a _test.go file), one after another,
+# each for FUZZTIME: go test takes one -fuzz target per package run. A failing
+# input lands in the package's testdata/fuzz/<FuzzName>/, which plain
+# `go test` then replays. FuzzAdminItem needs Postgres, hence deps.
+FUZZTIME ?= 30s
+.PHONY: fuzz
+fuzz: deps
+	@failed=; \
+	for file in $$(grep -rl --include='*_test.go' --exclude-dir=.surge --exclude-dir=.git '^func Fuzz' . | sort); do \
+		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+			echo "== $$target in $$(dirname $$file) for $(FUZZTIME)"; \
+			$(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) $$(dirname $$file) || failed="$$failed $$target"; \
+		done; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed"; exit 1; fi
+
 clean:
 	rm -rf .surge
 
