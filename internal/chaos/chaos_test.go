@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -67,7 +68,9 @@ type cluster struct {
 	restarts int
 }
 
-func start(t *testing.T, workerEnv ...string) *cluster {
+func start(t *testing.T, workerEnv ...string) *cluster { return startWith(t, nil, workerEnv...) }
+
+func startWith(t *testing.T, ns *launcher.Netns, workerEnv ...string) *cluster {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "surge-chaos-")
 	if err != nil {
@@ -79,7 +82,7 @@ func start(t *testing.T, workerEnv ...string) *cluster {
 	lc, err := launcher.Up(ctx, launcher.Options{Dir: dir, BinDir: binDir, Shards: 2, Workers: 2,
 		WorkerEnv: append([]string{"SURGE_CLAIM_IDLE=3s", "SURGE_CLAIM_EVERY=500ms"}, workerEnv...),
 		// The load tool's voters change their votes: allow them.
-		WebEnv: []string{"SURGE_VOTER_RATE=50", "SURGE_VOTER_BURST=50"}})
+		WebEnv: []string{"SURGE_VOTER_RATE=50", "SURGE_VOTER_BURST=50"}, Netns: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +322,67 @@ func TestChaos(t *testing.T) {
 		t.Logf("%+v", r)
 	})
 
+	t.Run("network cut", func(t *testing.T) {
+		ns := netns(t)
+		c := startWith(t, ns)
+		w := c.Workers[ns.Worker]
+		pgPort := strconv.Itoa(c.Postgres.Port)
+		_, shardPort, _ := strings.Cut(c.Redis[0].Addr, ":")
+		r := run(t, "network cut", c, func(ctx context.Context, until time.Time) string {
+			cuts := 0
+			for i := 0; sleepUntil(time.Second, until); i++ {
+				port, what := pgPort, "Postgres"
+				if i%2 == 1 {
+					port, what = shardPort, "shard 1"
+				}
+				// Packets to it are dropped: connections hang, as in a partition.
+				rule := []string{"OUTPUT", "-d", ns.HostIP, "-p", "tcp", "--dport", port, "-j", "DROP"}
+				iptables(t, ns, append([]string{"-A"}, rule...)...)
+				cuts++
+				t.Logf("%s cut from %s", w.Name, what)
+				sleepUntil(3*time.Second, until.Add(time.Second))
+				iptables(t, ns, append([]string{"-D"}, rule...)...)
+			}
+			return fmt.Sprintf("%d cuts of %s (in its own network namespace) from Postgres or shard 1, 3 s each", cuts, w.Name)
+		})
+		t.Logf("%+v", r)
+	})
+
 	printTable(t)
+}
+
+// netns makes a network namespace joined to the host by a veth pair, on a
+// /30 of 10.231.0.0/16 (test hosts of our own), and removes it at cleanup.
+func netns(t *testing.T) *launcher.Netns {
+	t.Helper()
+	n := os.Getpid() % 16000
+	ns := &launcher.Netns{Name: fmt.Sprintf("surge-chaos-%d", n), Worker: 1,
+		HostIP: fmt.Sprintf("10.231.%d.%d", n/64, (n%64)*4+1), NsIP: fmt.Sprintf("10.231.%d.%d", n/64, (n%64)*4+2)}
+	host, inner := fmt.Sprintf("sgh%d", n), fmt.Sprintf("sgn%d", n)
+	sh := func(args ...string) {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	exec.Command("ip", "netns", "del", ns.Name).Run() // a leftover from an aborted run
+	sh("netns", "add", ns.Name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns.Name).Run() })
+	sh("link", "add", host, "type", "veth", "peer", "name", inner)
+	sh("link", "set", inner, "netns", ns.Name)
+	sh("addr", "add", ns.HostIP+"/30", "dev", host)
+	sh("link", "set", host, "up")
+	sh("-n", ns.Name, "addr", "add", ns.NsIP+"/30", "dev", inner)
+	sh("-n", ns.Name, "link", "set", inner, "up")
+	sh("-n", ns.Name, "link", "set", "lo", "up")
+	return ns
+}
+
+func iptables(t *testing.T, ns *launcher.Netns, args ...string) {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name, "iptables"}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("iptables %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
 }
 
 func shardsOf(c *cluster) redis.Shards {

@@ -27,6 +27,17 @@ type Options struct {
 	WebEnv    []string // extra environment for web instances
 	RatePerIP int      // HAProxy's per-address limit over 10 s; 0: none
 	TLS       bool     // also serve HTTPS with a generated self-signed certificate
+	// Netns, if set, runs one worker inside a network namespace, so a test
+	// can cut it off from Postgres or a shard.
+	Netns *Netns
+}
+
+// Netns is a network namespace made by the caller, joined to the host by a
+// veth pair: the host side has HostIP, the namespace side NsIP.
+type Netns struct {
+	Name         string
+	HostIP, NsIP string
+	Worker       int // index of the worker to run inside
 }
 
 // Service is a running surge service.
@@ -92,7 +103,11 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.Postgres, err = StartPostgres(ctx, filepath.Join(opt.Dir, "postgres"), pgPort); err != nil {
+	var extra []string
+	if opt.Netns != nil {
+		extra = []string{opt.Netns.HostIP}
+	}
+	if c.Postgres, err = StartPostgres(ctx, filepath.Join(opt.Dir, "postgres"), pgPort, extra...); err != nil {
 		return nil, err
 	}
 	var shardAddrs []string
@@ -101,7 +116,7 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 		if err != nil {
 			return nil, err
 		}
-		r, err := StartRedis(ctx, fmt.Sprintf("redis-%d", i+1), filepath.Join(opt.Dir, fmt.Sprintf("redis-%d", i+1)), port)
+		r, err := StartRedis(ctx, fmt.Sprintf("redis-%d", i+1), filepath.Join(opt.Dir, fmt.Sprintf("redis-%d", i+1)), port, extra...)
 		if err != nil {
 			return nil, err
 		}
@@ -117,8 +132,17 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 	}
 	c.Result = result
 	for i := range opt.Workers {
-		env := append([]string{pgEnv, "SURGE_NAME=" + fmt.Sprintf("worker-%d", i+1), shardsEnv}, opt.WorkerEnv...)
-		w, err := c.startService(ctx, fmt.Sprintf("worker-%d", i+1), "worker", env)
+		name := fmt.Sprintf("worker-%d", i+1)
+		env := append([]string{pgEnv, "SURGE_NAME=" + name, shardsEnv}, opt.WorkerEnv...)
+		var w *Service
+		if ns := opt.Netns; ns != nil && ns.Worker == i {
+			// Inside the namespace, everything is reached at the host's veth address.
+			env = append(env, "SURGE_POSTGRES_URL="+strings.Replace(c.Postgres.URL, "127.0.0.1", ns.HostIP, 1),
+				"SURGE_SHARDS="+strings.ReplaceAll(strings.Join(shardAddrs, ","), "127.0.0.1", ns.HostIP))
+			w, err = c.startServiceIn(ctx, name, "worker", env, ns)
+		} else {
+			w, err = c.startService(ctx, name, "worker", env)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -191,6 +215,33 @@ func (c *Cluster) startService(ctx context.Context, name, binary string, env []s
 	return s, nil
 }
 
+// startServiceIn starts a surge binary inside a network namespace,
+// listening on the namespace's address.
+func (c *Cluster) startServiceIn(ctx context.Context, name, binary string, env []string, ns *Netns) (*Service, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	ip, err := LookBinary("ip")
+	if err != nil {
+		return nil, err
+	}
+	listen := ns.NsIP + ":" + strconv.Itoa(port)
+	spec := ProcSpec{Name: name, Path: ip, Args: []string{"netns", "exec", ns.Name, filepath.Join(c.opt.BinDir, binary)},
+		Log: filepath.Join(c.opt.Dir, "logs", name+".log"),
+		Env: append(env, "SURGE_LISTEN="+listen)} // later entries win
+	p, err := StartProc(spec)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{Proc: p, Addr: listen, spec: spec}
+	if err := WaitTCP(ctx, s.Addr, p); err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("%w\n%s", err, tail(spec.Log, 3000))
+	}
+	return s, nil
+}
+
 // Restart starts a stopped or killed service again with the same settings.
 func (c *Cluster) Restart(ctx context.Context, s *Service) error {
 	<-s.Done()
@@ -205,7 +256,7 @@ func (c *Cluster) Restart(ctx context.Context, s *Service) error {
 // RestartPostgres starts Postgres again on its data and port, after a stop.
 func (c *Cluster) RestartPostgres(ctx context.Context) error {
 	<-c.Postgres.Done()
-	pg, err := StartPostgres(ctx, c.Postgres.Dir, c.Postgres.Port)
+	pg, err := StartPostgres(ctx, c.Postgres.Dir, c.Postgres.Port, c.Postgres.Extra...)
 	if err != nil {
 		return err
 	}
@@ -222,7 +273,7 @@ func (c *Cluster) RestartRedis(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
-	r, err := StartRedis(ctx, old.Name, old.Dir, p)
+	r, err := StartRedis(ctx, old.Name, old.Dir, p, old.Extra...)
 	if err != nil {
 		return err
 	}

@@ -18,13 +18,15 @@ import (
 // Redis is a private redis-server with appendfsync always.
 type Redis struct {
 	*Proc
-	Addr string
-	Dir  string
+	Addr  string
+	Dir   string
+	Extra []string // more addresses it listens on
 }
 
-// StartRedis starts redis-server on port with its AOF in dir. Started again
-// on the same dir, it replays the same AOF.
-func StartRedis(ctx context.Context, name, dir string, port int) (*Redis, error) {
+// StartRedis starts redis-server on port with its AOF in dir, listening on
+// 127.0.0.1 and any extra addresses. Started again on the same dir, it
+// replays the same AOF.
+func StartRedis(ctx context.Context, name, dir string, port int, extra ...string) (*Redis, error) {
 	bin, err := LookBinary("redis-server")
 	if err != nil {
 		return nil, err
@@ -35,14 +37,14 @@ func StartRedis(ctx context.Context, name, dir string, port int) (*Redis, error)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	logPath := filepath.Join(dir, "redis.log")
 	p, err := StartProc(ProcSpec{Name: name, Path: bin, Log: logPath, Args: []string{
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+		"--port", strconv.Itoa(port), "--bind", strings.Join(append([]string{"127.0.0.1"}, extra...), " "), "--dir", dir,
 		"--appendonly", "yes", "--appendfsync", "always", "--save", "",
 		"--protected-mode", "no", "--daemonize", "no", "--logfile", "",
 	}})
 	if err != nil {
 		return nil, err
 	}
-	r := &Redis{Proc: p, Addr: addr, Dir: dir}
+	r := &Redis{Proc: p, Addr: addr, Dir: dir, Extra: extra}
 	c := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1})
 	defer c.Close()
 	for {
@@ -66,15 +68,16 @@ func StartRedis(ctx context.Context, name, dir string, port int) (*Redis, error)
 // Postgres is a private PostgreSQL cluster.
 type Postgres struct {
 	*Proc
-	Port int
-	Dir  string
-	URL  string // of the surge database
+	Port  int
+	Dir   string
+	URL   string   // of the surge database
+	Extra []string // more addresses it listens on (trusted like loopback)
 }
 
 // StartPostgres initialises a cluster in dir if there is none, starts it on
 // port, and creates the surge database. As root it runs the server as the
 // postgres user (Postgres refuses to run as root).
-func StartPostgres(ctx context.Context, dir string, port int) (*Postgres, error) {
+func StartPostgres(ctx context.Context, dir string, port int, extra ...string) (*Postgres, error) {
 	binDir, err := PostgresBinDir()
 	if err != nil {
 		return nil, err
@@ -113,15 +116,18 @@ func StartPostgres(ctx context.Context, dir string, port int) (*Postgres, error)
 			return nil, fmt.Errorf("initdb: %v\n%s", initdb.Err(), tail(logPath, 2000))
 		}
 	}
+	if err := trustAddresses(dir, extra); err != nil {
+		return nil, err
+	}
 	p, err := StartProc(ProcSpec{Name: "postgres", Path: filepath.Join(binDir, "postgres"), Log: logPath, Cred: cred, Dir: "/",
 		Args: []string{"-D", dir, "-p", strconv.Itoa(port),
-			"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + dir,
+			"-c", "listen_addresses=" + strings.Join(append([]string{"127.0.0.1"}, extra...), ","), "-c", "unix_socket_directories=" + dir,
 			"-c", "max_connections=300", "-c", "fsync=on", "-c", "synchronous_commit=on",
 			"-c", "shared_buffers=128MB", "-c", "log_min_messages=warning"}})
 	if err != nil {
 		return nil, err
 	}
-	pg := &Postgres{Proc: p, Port: port, Dir: dir,
+	pg := &Postgres{Proc: p, Port: port, Dir: dir, Extra: extra,
 		URL: fmt.Sprintf("postgres://surge@127.0.0.1:%d/surge?sslmode=disable", port)}
 	admin := fmt.Sprintf("postgres://surge@127.0.0.1:%d/postgres?sslmode=disable", port)
 	for {
@@ -161,6 +167,26 @@ func (pg *Postgres) Stop(grace time.Duration) error {
 		pg.Kill()
 		return fmt.Errorf("postgres did not stop within %s; killed", grace)
 	}
+}
+
+// trustAddresses lets the extra listen addresses in like loopback (a test
+// host in a network namespace of ours reaches Postgres through them).
+func trustAddresses(dir string, addrs []string) error {
+	if len(addrs) == 0 {
+		return nil
+	}
+	path := filepath.Join(dir, "pg_hba.conf")
+	hba, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("pg_hba: %w", err)
+	}
+	for _, a := range addrs {
+		line := fmt.Sprintf("host all all %s/32 trust\n", a)
+		if !strings.Contains(string(hba), line) {
+			hba = append(hba, line...)
+		}
+	}
+	return os.WriteFile(path, hba, 0o600)
 }
 
 func postgresCredential() (*syscall.Credential, error) {
