@@ -32,7 +32,7 @@ type env struct {
 	root, stackFile                              string
 	port                                         int
 	adminPassword                                string
-	initialisedSwarm                             bool
+	initialisedSwarm, createdGateway             bool
 	labelled                                     []string
 	secrets                                      []string
 	rollImage                                    string
@@ -333,6 +333,9 @@ func (e *env) setUp(t *testing.T) {
 	state := must(t, "info", "--format", "{{.Swarm.LocalNodeState}}")
 	switch state {
 	case "inactive":
+		// swarm init creates the docker_gwbridge network; leaving keeps it.
+		_, err := docker(context.Background(), nil, "network", "inspect", "docker_gwbridge")
+		e.createdGateway = err != nil
 		must(t, "swarm", "init", "--advertise-addr", "127.0.0.1")
 		e.initialisedSwarm = true
 	case "active":
@@ -423,6 +426,11 @@ func (e *env) tearDown(t *testing.T, step func(string, ...any)) {
 	if e.initialisedSwarm {
 		if _, err := docker(ctx, nil, "swarm", "leave", "--force"); err != nil {
 			t.Error(err)
+		}
+		if e.createdGateway {
+			if _, err := docker(ctx, nil, "network", "rm", "docker_gwbridge"); err != nil {
+				t.Error(err)
+			}
 		}
 	} else if len(e.labelled) > 0 {
 		args := []string{"node", "update"}
@@ -530,7 +538,8 @@ func logRestarts(t *testing.T) {
 		"--format", "{{.ID}} {{.Name}} {{.CurrentState}} {{.Error}}")
 	for _, l := range lines(out) {
 		id, rest, _ := strings.Cut(l, " ")
-		logs, _ := docker(context.Background(), nil, "service", "logs", "--raw", "--tail", "5", id)
+		cid, _ := docker(context.Background(), nil, "inspect", "--type", "task", "-f", "{{.Status.ContainerStatus.ContainerID}}", id)
+		logs, _ := docker(context.Background(), nil, "logs", "--tail", "5", cid)
 		t.Logf("restarted before converging: %s\n%s", rest, logs)
 	}
 }
