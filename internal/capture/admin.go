@@ -62,7 +62,7 @@ func newAdmin(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	admin.GET("/api/audit/orders", s.getAuditOrders)
 	s.engine = r
 	// Form posts from another origin are refused (Sec-Fetch-Site / Origin).
-	s.handler = http.NewCrossOriginProtection().Handler(r)
+	s.handler = httpx.CrossOriginProtection(r)
 	return s, nil
 }
 
@@ -114,7 +114,13 @@ func (s *Server) postItem(c *gin.Context) {
 		p := form.Get("price")
 		price = &p
 	} else if len(req.Price) > 0 && string(req.Price) != "null" {
-		p := strings.Trim(string(req.Price), `"`)
+		p := string(req.Price) // a number literal, as written
+		if req.Price[0] == '"' {
+			if err := json.Unmarshal(req.Price, &p); err != nil {
+				httpx.Error(c, s.log, surge.Errorf(surge.EINVALID, "invalid JSON: price: %v", err))
+				return
+			}
+		}
 		price = &p
 	}
 	in, err := surge.ParseItemInput(req.Name, quantity, price)

@@ -153,10 +153,17 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	if cfg.RequireDurable {
 		// A Redis that is down now is fine (health says so); one that is up
 		// and not durable would make every 202 a lie.
+		// The check itself can fail before Redis is even resolvable; judge
+		// only a Redis that answers.
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := redis.CheckDurable(cctx, client)
+		if err != nil && client.Ping(cctx).Err() == nil {
+			err = redis.CheckDurable(cctx, client)
+		} else {
+			err = nil
+		}
 		cancel()
-		if err != nil && client.Ping(ctx).Err() == nil {
+		if err != nil {
 			client.Close()
 			return nil, fmt.Errorf("web: %w", err)
 		}

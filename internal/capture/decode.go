@@ -73,6 +73,17 @@ func decodeBody(r *http.Request, limit int64, dst any) (url.Values, error) {
 		if err != nil {
 			return nil, surge.Errorf(surge.EINVALID, "invalid form: %v", err)
 		}
+		// Percent-escapes can smuggle bytes the body check never saw.
+		for k, vs := range form {
+			if !utf8.ValidString(k) {
+				return nil, surge.Errorf(surge.EINVALID, "form is not valid UTF-8")
+			}
+			for _, v := range vs {
+				if !utf8.ValidString(v) {
+					return nil, surge.Errorf(surge.EINVALID, "form value of %q is not valid UTF-8", k)
+				}
+			}
+		}
 		return form, nil
 	default:
 		return nil, surge.Errorf(surge.EINVALID, mediaTypes)

@@ -54,5 +54,9 @@ func NewEngine(o EngineOptions) (*gin.Engine, error) {
 	r.GET("/metrics", telemetry.MetricsHandler(o.Registry))
 	r.StaticFS("/static", ui.Static())
 	r.NoRoute(func(c *gin.Context) { Error(c, o.Log, surge.Errorf(surge.ENOTFOUND, "no such page")) })
+	r.HandleMethodNotAllowed = true
+	r.NoMethod(func(c *gin.Context) {
+		c.AbortWithStatusJSON(http.StatusMethodNotAllowed, ErrorBody{Error: "method " + c.Request.Method + " not allowed here"})
+	})
 	return r, nil
 }

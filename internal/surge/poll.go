@@ -3,6 +3,9 @@ package surge
 import (
 	"regexp"
 	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // DefaultPollID is the poll a vote goes to when it names none.
@@ -24,6 +27,10 @@ func ValidSlug(s string) bool { return slugPattern.MatchString(s) }
 func (p Poll) Validate() error {
 	if !ValidSlug(p.ID) {
 		return Errorf(EINVALID, "poll id %q must be 1-63 lowercase letters, digits or dashes", p.ID)
+	}
+	if n := utf8.RuneCountInString(p.Title); !utf8.ValidString(p.Title) || n > 200 ||
+		strings.IndexFunc(p.Title, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return Errorf(EINVALID, "poll %q: the title must be at most 200 printable characters", p.ID)
 	}
 	if len(p.Options) < 2 || len(p.Options) > 10 {
 		return Errorf(EINVALID, "poll %q must have 2 to 10 options, has %d", p.ID, len(p.Options))

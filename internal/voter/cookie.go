@@ -74,7 +74,9 @@ func (s *Signer) Verify(value string) (Identity, error) {
 	}
 	payload, sig64 := value[:i], value[i+1:]
 	sig, err := base64.RawURLEncoding.DecodeString(sig64)
-	if err != nil {
+	// Only the exact encoding Sign writes: the decoder would also skip
+	// newlines and ignore stray trailing bits.
+	if err != nil || base64.RawURLEncoding.EncodeToString(sig) != sig64 {
 		return Identity{}, ErrInvalid
 	}
 	ok := false
@@ -92,7 +94,7 @@ func (s *Signer) Verify(value string) (Identity, error) {
 		return Identity{}, ErrInvalid
 	}
 	version, err := strconv.ParseInt(parts[2], 10, 64)
-	if err != nil || version < 0 {
+	if err != nil || version < 0 || strconv.FormatInt(version, 10) != parts[2] {
 		return Identity{}, ErrInvalid
 	}
 	return Identity{ID: parts[1], Version: version}, nil
