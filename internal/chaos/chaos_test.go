@@ -55,7 +55,7 @@ type size struct {
 
 func sizes() size {
 	if *full {
-		return size{rate: 2600, duration: 50 * time.Second, voters: 30000, outage: 30 * time.Second, stock: 2000}
+		return size{rate: 2600, duration: 56 * time.Second, voters: 30000, outage: 30 * time.Second, stock: 2000}
 	}
 	return size{rate: 400, duration: 8 * time.Second, voters: 600, outage: 3 * time.Second, stock: 100}
 }
