@@ -29,11 +29,11 @@ func (ps procs) stop() {
 }
 
 // service starts one of the binaries on a free loopback port and waits for
-// its health check.
-func service(ctx context.Context, o options, ps *procs, name, binary string, args, env []string) (string, error) {
+// its health check. It returns the address and the process id.
+func service(ctx context.Context, o options, ps *procs, name, binary string, args, env []string) (string, int, error) {
 	port, err := launcher.FreePort()
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	if binary == "bare" {
@@ -43,10 +43,10 @@ func service(ctx context.Context, o options, ps *procs, name, binary string, arg
 		Env: append([]string{"SURGE_LISTEN=" + addr, "SURGE_LOG_LEVEL=warn"}, env...),
 		Log: filepath.Join(o.dir, "logs", name+".log")})
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	ps.add(p)
-	return addr, waitHealthy(ctx, "http://"+addr, p)
+	return addr, p.Pid(), waitHealthy(ctx, "http://"+addr, p)
 }
 
 func waitHealthy(ctx context.Context, base string, p *launcher.Proc) error {
@@ -140,19 +140,42 @@ func alternate(ctx context.Context, o options, label string, a, b func(round int
 	return as, bs, nil
 }
 
+// side is one side of a comparison: its processes, whose CPU per
+// acknowledged request is recorded round by round, and its error count.
+type side struct {
+	pids   map[string][]int
+	cpu    map[string][]float64
+	errors int64
+}
+
+func newSide(pids map[string][]int) *side { return &side{pids: pids, cpu: map[string][]float64{}} }
+
+func (s *side) figures() map[string]Figure {
+	out := map[string]Figure{}
+	for name, xs := range s.cpu {
+		out[name] = figure("µs", xs)
+	}
+	return out
+}
+
 // throughput is a measurement function: a warm-up of a second, then the
 // load tool as fast as it goes for o.measure; acknowledged requests per second.
-func throughput(ctx context.Context, o options, target, name string, errs *int64) func(int) (float64, error) {
+func throughput(ctx context.Context, o options, target, name string, s *side) func(int) (float64, error) {
 	return func(round int) (float64, error) {
 		if _, err := load(ctx, o, target, 0, time.Second, fmt.Sprintf("%s-%d-warmup", name, round+1)); err != nil {
 			return 0, err
 		}
+		m := meterCPU(s.pids)
 		rep, err := load(ctx, o, target, 0, o.measure, fmt.Sprintf("%s-%d", name, round+1))
 		if err != nil {
 			return 0, err
 		}
-		if errs != nil {
-			*errs += rep.Summary.Errors
+		if rep.Summary.OK == 0 {
+			return 0, fmt.Errorf("%s: nothing acknowledged (%v)", name, rep.Summary.ByClass)
+		}
+		s.errors += rep.Summary.Errors
+		for k, v := range m.perRequest(rep.Summary.OK) {
+			s.cpu[k] = append(s.cpu[k], v)
 		}
 		return rep.Summary.OKRate, nil
 	}
@@ -167,21 +190,23 @@ func benchCapture(ctx context.Context, o options, res *Results) error {
 	if err != nil {
 		return err
 	}
-	web, err := service(ctx, o, &ps, "capture-web", "web", nil, webEnv(r.Addr, cookieKey(), "bench-web"))
+	web, webPid, err := service(ctx, o, &ps, "capture-web", "web", nil, webEnv(r.Addr, cookieKey(), "bench-web"))
 	if err != nil {
 		return err
 	}
-	bare, err := service(ctx, o, &ps, "capture-bare", "bare", nil, nil)
+	bare, barePid, err := service(ctx, o, &ps, "capture-bare", "bare", nil, nil)
 	if err != nil {
 		return err
 	}
 	c := &res.Capture
-	webs, bares, err := alternate(ctx, o, "capture: web+redis vs bare", throughput(ctx, o, "http://"+web, "capture-web", &c.Errors),
-		throughput(ctx, o, "http://"+bare, "capture-bare", nil))
+	ws, bs := newSide(map[string][]int{"web": {webPid}, "redis": {r.Pid()}}), newSide(map[string][]int{"bare": {barePid}})
+	webs, bares, err := alternate(ctx, o, "capture: web+redis vs bare", throughput(ctx, o, "http://"+web, "capture-web", ws),
+		throughput(ctx, o, "http://"+bare, "capture-bare", bs))
 	if err != nil {
 		return err
 	}
-	c.Web, c.Bare = figure("/s", webs), figure("/s", bares)
+	c.Web, c.Bare, c.Errors = figure("/s", webs), figure("/s", bares), ws.errors
+	c.CPUWeb, c.CPUBare = ws.figures(), bs.figures()
 
 	// The Redis ceiling for the same entry, with and without pipelining.
 	payload := `{"id":"01JC0000000000000000000000","poll":"cats-vs-dogs","choice":"cats","voter":"0123456789abcdef0123456789abcdef","version":1763779200000000,"node":"bench-web","at":"2026-11-22T00:00:00Z"}`
@@ -242,22 +267,25 @@ func benchHAProxy(ctx context.Context, o options, res *Results) error {
 	defer ps.stop()
 	key := cookieKey()
 	var webs, bares []string
+	ws, bs := newSide(map[string][]int{}), newSide(map[string][]int{})
 	for i := range 2 {
 		r, err := startRedis(ctx, o, &ps, fmt.Sprintf("haproxy-redis-%d", i+1))
 		if err != nil {
 			return err
 		}
-		w, err := service(ctx, o, &ps, fmt.Sprintf("haproxy-web-%d", i+1), "web", nil, webEnv(r.Addr, key, fmt.Sprintf("web-%d", i+1)))
+		w, wp, err := service(ctx, o, &ps, fmt.Sprintf("haproxy-web-%d", i+1), "web", nil, webEnv(r.Addr, key, fmt.Sprintf("web-%d", i+1)))
 		if err != nil {
 			return err
 		}
-		b, err := service(ctx, o, &ps, fmt.Sprintf("haproxy-bare-%d", i+1), "bare", nil, nil)
+		b, bp, err := service(ctx, o, &ps, fmt.Sprintf("haproxy-bare-%d", i+1), "bare", nil, nil)
 		if err != nil {
 			return err
 		}
 		webs, bares = append(webs, w), append(bares, b)
+		ws.pids["web"], ws.pids["redis"] = append(ws.pids["web"], wp), append(ws.pids["redis"], r.Pid())
+		bs.pids["bare"] = append(bs.pids["bare"], bp)
 	}
-	front := func(name string, servers []string) (string, error) {
+	front := func(name string, servers []string, s *side) (string, error) {
 		port, err := launcher.FreePort()
 		if err != nil {
 			return "", err
@@ -274,22 +302,24 @@ func benchHAProxy(ctx context.Context, o options, res *Results) error {
 			return "", err
 		}
 		ps.add(p)
+		s.pids["haproxy"] = []int{p.Pid()}
 		return "http://" + bind, waitHealthy(ctx, "http://"+bind, p)
 	}
-	webFront, err := front("haproxy-web", webs)
+	webFront, err := front("haproxy-web", webs, ws)
 	if err != nil {
 		return err
 	}
-	bareFront, err := front("haproxy-bare", bares)
+	bareFront, err := front("haproxy-bare", bares, bs)
 	if err != nil {
 		return err
 	}
 	h := &res.HAProxy
-	w, b, err := alternate(ctx, o, "haproxy: 2 web+redis vs 2 bare", throughput(ctx, o, webFront, "haproxy-web", &h.Errors),
-		throughput(ctx, o, bareFront, "haproxy-bare", nil))
+	w, b, err := alternate(ctx, o, "haproxy: 2 web+redis vs 2 bare", throughput(ctx, o, webFront, "haproxy-web", ws),
+		throughput(ctx, o, bareFront, "haproxy-bare", bs))
 	if err != nil {
 		return err
 	}
-	h.Web, h.Bare = figure("/s", w), figure("/s", b)
+	h.Web, h.Bare, h.Errors = figure("/s", w), figure("/s", b), ws.errors
+	h.CPUWeb, h.CPUBare = ws.figures(), bs.figures()
 	return nil
 }

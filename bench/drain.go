@@ -128,11 +128,14 @@ func benchDrain(ctx context.Context, o options, res *Results) error {
 	}
 
 	var prefill, work, copyMerge, copyOnly, mergeOnly, naive8, naive1 []float64
+	cpuWork, cpuCopy := map[string][]float64{}, map[string][]float64{}
+	perVote := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(len(b.votes)) }
 	d.CheckedOut = true
 	for round := range o.rounds {
 		// 1. The workers, from a backlog spread over the shards.
 		var rs procs
 		var addrs []string
+		var redisPids []int
 		var clients []*goredis.Client
 		for s := range shards {
 			r, err := startRedis(ctx, o, &rs, fmt.Sprintf("drain-redis-%d-%d", round+1, s+1))
@@ -141,6 +144,7 @@ func benchDrain(ctx context.Context, o options, res *Results) error {
 				return err
 			}
 			addrs = append(addrs, r.Addr)
+			redisPids = append(redisPids, r.Pid())
 			clients = append(clients, goredis.NewClient(&goredis.Options{Addr: r.Addr}))
 		}
 		closeAll := func() {
@@ -168,6 +172,11 @@ func benchDrain(ctx context.Context, o options, res *Results) error {
 		if o.drainBatch > 0 {
 			env = append(env, "SURGE_BATCH_SIZE="+strconv.Itoa(o.drainBatch))
 		}
+		pgBefore := procCPU(pg.Pid(), true)
+		var redisBefore time.Duration
+		for _, p := range redisPids {
+			redisBefore += procCPU(p, false)
+		}
 		start := time.Now()
 		var ws procs
 		for w := range workers {
@@ -188,11 +197,22 @@ func benchDrain(ctx context.Context, o options, res *Results) error {
 		}
 		err = waitDrained(ctx, clients, len(b.fields), 10*time.Minute)
 		took := time.Since(start)
+		var workerCPU, redisCPU time.Duration
+		for _, p := range ws {
+			workerCPU += procCPU(p.Pid(), false)
+		}
+		for _, p := range redisPids {
+			redisCPU += procCPU(p, false)
+		}
 		ws.stop()
 		closeAll()
 		if err != nil {
 			return err
 		}
+		time.Sleep(200 * time.Millisecond) // the workers' backends exit and are accounted to the postmaster
+		cpuWork["worker"] = append(cpuWork["worker"], perVote(workerCPU))
+		cpuWork["redis"] = append(cpuWork["redis"], perVote(redisCPU-redisBefore))
+		cpuWork["postgres"] = append(cpuWork["postgres"], perVote(procCPU(pg.Pid(), true)-pgBefore))
 		work = append(work, float64(len(b.votes))/took.Seconds())
 		if ok, why := checkCounts(ctx, url, b); !ok {
 			d.CheckedOut = false
@@ -206,10 +226,15 @@ func benchDrain(ctx context.Context, o options, res *Results) error {
 		if url, err = freshDB(name); err != nil {
 			return err
 		}
+		pgBefore, selfBefore := procCPU(pg.Pid(), true), selfCPU()
 		cp, mg, err := copyAndMerge(ctx, url, b)
 		if err != nil {
 			return err
 		}
+		clientCPU := selfCPU() - selfBefore
+		time.Sleep(200 * time.Millisecond)
+		cpuCopy["postgres"] = append(cpuCopy["postgres"], perVote(procCPU(pg.Pid(), true)-pgBefore))
+		cpuCopy["client"] = append(cpuCopy["client"], perVote(clientCPU))
 		if ok, why := checkCounts(ctx, url, b); !ok {
 			d.CheckedOut = false
 			res.Notes = append(res.Notes, fmt.Sprintf("copy round %d: the counts differ from the backlog: %s", round+1, why))
@@ -245,6 +270,13 @@ func benchDrain(ctx context.Context, o options, res *Results) error {
 	d.Prefill, d.Worker = figure("/s", prefill), figure("votes/s", work)
 	d.CopyMerge, d.CopyOnly, d.MergeOnly = figure("rows/s", copyMerge), figure("rows/s", copyOnly), figure("rows/s", mergeOnly)
 	d.Naive, d.Naive1 = figure("rows/s", naive8), figure("rows/s", naive1)
+	d.CPUWorkers, d.CPUCopy = map[string]Figure{}, map[string]Figure{}
+	for k, xs := range cpuWork {
+		d.CPUWorkers[k] = figure("µs", xs)
+	}
+	for k, xs := range cpuCopy {
+		d.CPUCopy[k] = figure("µs", xs)
+	}
 	return nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // Machine describes where the figures were measured.
@@ -120,4 +122,72 @@ func peakRSS(pid int) float64 {
 		}
 	}
 	return 0
+}
+
+// procCPU is the CPU time a process has used (user + system), and with
+// children, that of its children which have exited (a postmaster's
+// backends once their connections close).
+func procCPU(pid int, children bool) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces: fields count from after its ")".
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 15 {
+		return 0
+	}
+	var ticks int64
+	fields := []int{11, 12} // utime, stime (fields 14 and 15 of the whole line)
+	if children {
+		fields = append(fields, 13, 14) // cutime, cstime
+	}
+	for _, i := range fields {
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * (time.Second / clockTicks)
+}
+
+const clockTicks = 100 // USER_HZ on Linux
+
+// selfCPU is this process's CPU time: the load tool's, while it runs.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuMeter measures the CPU that named processes (and the load tool, in
+// this process) spend between start and stop.
+type cpuMeter struct {
+	pids   map[string][]int
+	before map[string]time.Duration
+	self   time.Duration
+}
+
+func meterCPU(pids map[string][]int) *cpuMeter {
+	m := &cpuMeter{pids: pids, before: map[string]time.Duration{}, self: selfCPU()}
+	for name, ps := range pids {
+		for _, p := range ps {
+			m.before[name] += procCPU(p, false)
+		}
+	}
+	return m
+}
+
+// perRequest returns µs of CPU per request by process, and the load tool's.
+func (m *cpuMeter) perRequest(requests int64) map[string]float64 {
+	out := map[string]float64{"load tool": float64(selfCPU()-m.self) / float64(time.Microsecond) / float64(requests)}
+	for name, ps := range m.pids {
+		var now time.Duration
+		for _, p := range ps {
+			now += procCPU(p, false)
+		}
+		out[name] = float64(now-m.before[name]) / float64(time.Microsecond) / float64(requests)
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -67,8 +68,11 @@ type Results struct {
 		Bare   Figure `json:"bare_gin_per_s"`  // bare Gin, 202, no work
 		Errors int64  `json:"web_errors"`      // non-2xx answers of the frontend
 		Ratio
-		RedisP1  Figure `json:"redis_benchmark_xadd_p1"`
-		RedisP16 Figure `json:"redis_benchmark_xadd_p16"`
+		// CPU per acknowledged request, µs, by process (and the load tool).
+		CPUWeb   map[string]Figure `json:"cpu_us_per_request_web"`
+		CPUBare  map[string]Figure `json:"cpu_us_per_request_bare"`
+		RedisP1  Figure            `json:"redis_benchmark_xadd_p1"`
+		RedisP16 Figure            `json:"redis_benchmark_xadd_p16"`
 	} `json:"capture"`
 
 	HAProxy struct {
@@ -76,6 +80,8 @@ type Results struct {
 		Bare   Figure `json:"bare_gin_per_s"`  // 2 bare Gin behind the same HAProxy config
 		Errors int64  `json:"web_errors"`
 		Ratio
+		CPUWeb  map[string]Figure `json:"cpu_us_per_request_web"`
+		CPUBare map[string]Figure `json:"cpu_us_per_request_bare"`
 	} `json:"haproxy_2_shards"`
 
 	Drain struct {
@@ -95,6 +101,10 @@ type Results struct {
 		VsNaive    Ratio  `json:"workers_vs_naive"`
 		VsNaive1   Figure `json:"workers_vs_naive_1_client"`
 		CheckedOut bool   `json:"counts_checked"` // every round's counts equal the deduplicated backlog
+		// CPU per vote, µs, by process: the workers' way (workers, Redis,
+		// Postgres backends) and COPY + merge (Postgres backend, the client).
+		CPUWorkers map[string]Figure `json:"cpu_us_per_vote_workers"`
+		CPUCopy    map[string]Figure `json:"cpu_us_per_vote_copy_merge"`
 	} `json:"drain"`
 
 	Cluster struct {
@@ -148,7 +158,7 @@ func (f Figure) show(unit string) string {
 	format := func(x float64) string {
 		switch {
 		case f.Unit == "×" && x < 10:
-			return fmt.Sprintf("%.2f", x)
+			return fmt.Sprintf("%.3f", x)
 		case x >= 100:
 			return fmt.Sprintf("%.0f", x)
 		default:
@@ -182,18 +192,24 @@ func (r *Results) Table() string {
 		m.LoadAvg, r.StealPct, strings.Join(phases, ", "), r.Rounds, r.Connections, r.MeasureSeconds, r.Seconds)
 	b.WriteString("| figure | median (min–max) | target | |\n|---|---|---|---|\n")
 	row := func(name string, f Figure, unit, target, v string) {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", name, f.show(unit), target, v)
+		value := f.show(unit)
+		if f.Unit == "" { // a line of explanation, no figure
+			value = ""
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", name, value, target, v)
 	}
 	c := r.Capture
 	row("**capture ratio**: 1 frontend + Redis (AOF always) ÷ bare Gin", c.Ratio.Ratio, "×", c.Target, verdict(c.Ratio))
 	row("&nbsp;&nbsp;frontend + Redis, acknowledged votes", c.Web, "/s", "", "")
 	row("&nbsp;&nbsp;bare Gin 202", c.Bare, "/s", "", "")
+	row("&nbsp;&nbsp;CPU per acknowledged request: "+cpuLine(c.CPUWeb)+"; bare: "+cpuLine(c.CPUBare), Figure{}, "", "", "")
 	row("&nbsp;&nbsp;redis-benchmark XADD, no pipelining", c.RedisP1, "/s", "", "")
 	row("&nbsp;&nbsp;redis-benchmark XADD, pipeline 16", c.RedisP16, "/s", "", "")
 	h := r.HAProxy
 	row("**through HAProxy, 2 shards** ÷ 2 bare Gin behind the same HAProxy", h.Ratio.Ratio, "×", h.Target, verdict(h.Ratio))
 	row("&nbsp;&nbsp;2 frontends + 2 Redis", h.Web, "/s", "", "")
 	row("&nbsp;&nbsp;2 bare Gin", h.Bare, "/s", "", "")
+	row("&nbsp;&nbsp;CPU per acknowledged request: "+cpuLine(h.CPUWeb)+"; bare: "+cpuLine(h.CPUBare), Figure{}, "", "", "")
 	d := r.Drain
 	row(fmt.Sprintf("**drain**: workers ÷ COPY + merge (%d votes, %d voters, %d shards, %d workers)", d.Votes, d.Voters, d.Shards, d.Workers),
 		d.VsCopy.Ratio, "×", d.VsCopy.Target, verdict(d.VsCopy))
@@ -202,6 +218,7 @@ func (r *Results) Table() string {
 	row("&nbsp;&nbsp;COPY into staging + merge", d.CopyMerge, " rows/s", "", "")
 	row("&nbsp;&nbsp;one-row upsert loop, 8 clients", d.Naive, " rows/s", "", "")
 	row("&nbsp;&nbsp;one-row upsert loop, 1 client", d.Naive1, " rows/s", "", "")
+	row("&nbsp;&nbsp;CPU per vote: workers' way "+cpuLine(d.CPUWorkers)+"; COPY + merge "+cpuLine(d.CPUCopy), Figure{}, "", "", "")
 	k := r.Cluster
 	row(fmt.Sprintf("**freshness**: 202 → visible in /results/api, p99, at half the max capture rate (%s)", k.Rate.show("/s")), k.FreshP99, " ms", k.FreshCheck.Target, verdict(k.FreshCheck))
 	row("&nbsp;&nbsp;max capture rate through HAProxy (2 shards, 2 workers draining)", k.MaxRate, "/s", "", "")
@@ -212,6 +229,21 @@ func (r *Results) Table() string {
 	}
 	b.WriteString("\n")
 	return b.String()
+}
+
+// cpuLine sums the median CPU of each process: "web 40 + redis 7 + load
+// tool 46 = 93 µs".
+func cpuLine(m map[string]Figure) string {
+	if len(m) == 0 {
+		return "not measured"
+	}
+	var parts []string
+	var total float64
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %.0f", k, m[k].Median))
+		total += m[k].Median
+	}
+	return fmt.Sprintf("%s = %.0f µs", strings.Join(parts, " + "), total)
 }
 
 func orDash(s string) string {
