@@ -3,8 +3,10 @@ package loadgen
 import (
 	"fmt"
 	"image/color"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -31,7 +33,9 @@ func Plot(rep *Report, path string) error {
 	series := rep.Summary.Series
 	lat := plot.New()
 	lat.Title.Text = fmt.Sprintf("surge load %s: latency per second", rep.RunID)
-	lat.Y.Label.Text = "ms"
+	lat.Y.Label.Text = "ms (log scale)"
+	lat.Y.Scale = plot.LogScale{}
+	lat.Y.Tick.Marker = ticks125{}
 	lat.X.Label.Text = "second of the run"
 	thr := plot.New()
 	thr.Title.Text = "throughput per second"
@@ -42,15 +46,19 @@ func Plot(rep *Report, path string) error {
 		p.Add(plotter.NewGrid())
 	}
 	line := func(p *plot.Plot, name string, c color.Color, value func(Point) float64, dashed bool) error {
+		floor := 0.0
+		if p == lat {
+			floor = 0.01 // a log scale has no 0
+		}
 		xys := make(plotter.XYs, 0, len(series))
 		for _, pt := range series {
 			if pt.Span < 0.25 {
 				continue // too little of the last second to say anything
 			}
-			xys = append(xys, plotter.XY{X: float64(pt.Second) + pt.Span/2, Y: value(pt)})
+			xys = append(xys, plotter.XY{X: float64(pt.Second) + pt.Span/2, Y: max(value(pt), floor)})
 		}
 		if len(xys) == 0 {
-			xys = append(xys, plotter.XY{})
+			xys = append(xys, plotter.XY{Y: max(floor, 1)})
 		}
 		l, err := plotter.NewLine(xys)
 		if err != nil {
@@ -83,7 +91,7 @@ func Plot(rep *Report, path string) error {
 			return err
 		}
 	}
-	lat.Y.Min, thr.Y.Min = 0, 0
+	thr.Y.Min = 0
 
 	const w, h = 22 * vg.Centimeter, 18 * vg.Centimeter
 	var canvas vg.CanvasWriterTo
@@ -112,4 +120,20 @@ func Plot(rep *Report, path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// ticks125 marks a log axis at 1, 2 and 5 times the powers of ten.
+type ticks125 struct{}
+
+func (ticks125) Ticks(lo, hi float64) []plot.Tick {
+	var ticks []plot.Tick
+	for exp := math.Floor(math.Log10(lo)); exp <= math.Ceil(math.Log10(hi)); exp++ {
+		for _, m := range []float64{1, 2, 5} {
+			v := m * math.Pow(10, exp)
+			if v >= lo && v <= hi {
+				ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'g', -1, 64)})
+			}
+		}
+	}
+	return ticks
 }

@@ -27,7 +27,7 @@ type fake struct {
 	order    []string
 	stock    map[int64]int64
 	lose     func(voter string) bool // answer 202 but count nothing
-	slow     func(n int) bool // answer after the client gave up, then count
+	slow     func(n int) bool        // answer after the client gave up, then count
 	lateness time.Duration
 }
 
