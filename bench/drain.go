@@ -79,7 +79,7 @@ func benchDrain(ctx context.Context, o options, res *Results) error {
 		return err
 	}
 	d := &res.Drain
-	d.Votes, d.Voters, d.Shards, d.Workers = o.votes, b.voters, shards, workers
+	d.Votes, d.Voters, d.Shards, d.Workers, d.DroppedFK = o.votes, b.voters, shards, workers, o.dropFK
 	d.BatchSize = "default (500)"
 	if o.drainBatch > 0 {
 		d.BatchSize = strconv.Itoa(o.drainBatch)
@@ -117,6 +117,14 @@ func benchDrain(ctx context.Context, o options, res *Results) error {
 		defer db.Close()
 		if err := db.Migrate(ctx); err != nil {
 			return "", err
+		}
+		if o.dropFK { // diagnosis only: what the per-row foreign key to the counter rows costs
+			if _, err := db.Pool.Exec(ctx, `DO $$DECLARE c text; BEGIN
+				FOR c IN SELECT conname FROM pg_constraint WHERE conrelid = 'votes'::regclass AND contype = 'f' LOOP
+					EXECUTE format('ALTER TABLE votes DROP CONSTRAINT %I', c);
+				END LOOP; END$$`); err != nil {
+				return "", err
+			}
 		}
 		return url, db.EnsurePolls(ctx, surge.DefaultPolls())
 	}

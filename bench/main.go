@@ -32,7 +32,8 @@ type options struct {
 	measure    time.Duration // each throughput measurement
 	votes      int           // drain backlog
 	conns      int
-	drainBatch int // SURGE_BATCH_SIZE for the drain's workers; 0 = the worker's default
+	drainBatch int  // SURGE_BATCH_SIZE for the drain's workers; 0 = the worker's default
+	dropFK     bool // diagnosis: drain into votes without its foreign key to poll_options
 	only       map[string]bool
 	log        io.Writer
 }
@@ -49,6 +50,7 @@ func main() {
 	flag.IntVar(&o.votes, "votes", 1_000_000, "votes in the drain backlog")
 	flag.IntVar(&o.conns, "connections", 64, "concurrent requests of the load tool")
 	flag.IntVar(&o.drainBatch, "drain-batch", 0, "worker batch size for the drain (0: the worker's default)")
+	flag.BoolVar(&o.dropFK, "drop-fk", false, "diagnosis: drop the votes → poll_options foreign key in the drain's databases (both ways)")
 	flag.StringVar(&only, "only", "", "run only these phases (comma-separated: capture,haproxy,drain,cluster)")
 	flag.Parse()
 	o.only = map[string]bool{}

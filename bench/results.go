@@ -90,6 +90,7 @@ type Results struct {
 		Shards     int    `json:"shards"`
 		Workers    int    `json:"workers"`
 		BatchSize  string `json:"worker_batch_size"`
+		DroppedFK  bool   `json:"foreign_key_dropped,omitempty"` // a diagnosis run, not the schema
 		Prefill    Figure `json:"prefill_per_s"`
 		Worker     Figure `json:"workers_votes_per_s"`
 		CopyMerge  Figure `json:"copy_merge_rows_per_s"`
