@@ -146,8 +146,8 @@ func FuzzAdminItem(f *testing.F) {
 		switch {
 		case int64(len(body)) > cfg.MaxBody:
 			wantStatus = http.StatusRequestEntityTooLarge
-		case !utf8.ValidString(body):
-			wantStatus = http.StatusBadRequest // the body as a whole
+		case !utf8.ValidString(body) || (form && !(utf8.ValidString(name) && utf8.ValidString(quantity) && utf8.ValidString(price))):
+			wantStatus = http.StatusBadRequest // the body as a whole, before its fields
 		case errors.As(inErr, &se):
 			wantStatus, wantFields = http.StatusBadRequest, se.Fields
 		case in.Price == nil && !before.exists:
