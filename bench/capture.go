@@ -100,6 +100,11 @@ func load(ctx context.Context, o options, target string, rate float64, d time.Du
 	cfg := loadgen.DefaultConfig()
 	cfg.Target, cfg.Rate, cfg.Duration, cfg.MaxRequests = target, rate, d, 50_000_000
 	cfg.Connections, cfg.Timeout = o.conns, 10*time.Second
+	if rate > 0 {
+		// A paced load keeps its rate through a slow spell with more
+		// requests in flight (vegeta adds workers up to this bound).
+		cfg.Connections = max(o.conns, 512)
+	}
 	cfg.Voters, cfg.ChangeRatio = 20_000, 0.3
 	cfg.Poll, cfg.Choices = "cats-vs-dogs", []string{"cats", "dogs"}
 	cfg.OrderRatio, cfg.AdminPass = 0, ""

@@ -23,7 +23,7 @@ import (
 // peak RSS of the web and worker processes.
 func benchCluster(ctx context.Context, o options, res *Results) error {
 	k := &res.Cluster
-	var maxRates, rates, p50s, p99s, maxes, webRSS, workerRSS []float64
+	var maxRates, targets, rates, p50s, p99s, maxes, webRSS, workerRSS []float64
 	for round := range o.rounds {
 		dir := filepath.Join(o.dir, fmt.Sprintf("cluster-%d", round+1))
 		os.MkdirAll(dir, 0o755)
@@ -84,12 +84,12 @@ func benchCluster(ctx context.Context, o options, res *Results) error {
 			for _, w := range c.Workers {
 				worker = max(worker, peakRSS(w.Pid()))
 			}
-			maxRates, rates = append(maxRates, maxRate), append(rates, loadRep.Summary.OKRate)
+			maxRates, targets, rates = append(maxRates, maxRate), append(targets, rate), append(rates, loadRep.Summary.OKRate)
 			p50s, p99s, maxes = append(p50s, q(0.5)), append(p99s, q(0.99)), append(maxes, lags[len(lags)-1])
 			webRSS, workerRSS = append(webRSS, web), append(workerRSS, worker)
 			k.Samples = append(k.Samples, len(lags))
-			say(o, "  cluster round %d: max %.0f/s; at %.0f/s freshness p50 %.0f ms, p99 %.0f ms, max %.0f ms (%d tracers); peak RSS web %.0f MB, worker %.0f MB",
-				round+1, maxRate, loadRep.Summary.OKRate, q(0.5), q(0.99), lags[len(lags)-1], len(lags), web, worker)
+			say(o, "  cluster round %d: max %.0f/s; at %.0f/s (asked %.0f/s) freshness p50 %.0f ms, p99 %.0f ms, max %.0f ms (%d tracers); peak RSS web %.0f MB, worker %.0f MB",
+				round+1, maxRate, loadRep.Summary.OKRate, rate, q(0.5), q(0.99), lags[len(lags)-1], len(lags), web, worker)
 			return nil
 		}()
 		os.RemoveAll(dir)
@@ -97,7 +97,7 @@ func benchCluster(ctx context.Context, o options, res *Results) error {
 			return err
 		}
 	}
-	k.MaxRate, k.Rate = figure("/s", maxRates), figure("/s", rates)
+	k.MaxRate, k.RateTarget, k.Rate = figure("/s", maxRates), figure("/s", targets), figure("/s", rates)
 	k.FreshP50, k.FreshP99, k.FreshMax = figure("ms", p50s), figure("ms", p99s), figure("ms", maxes)
 	k.WebRSS, k.WorkerRSS = figure("MB", webRSS), figure("MB", workerRSS)
 	return nil
