@@ -191,3 +191,35 @@ func (m *cpuMeter) perRequest(requests int64) map[string]float64 {
 	}
 	return out
 }
+
+// pressure is the kernel's pressure stall information: the time some task
+// waited for the CPU and for I/O, in µs since boot (/proc/pressure).
+type pressure struct{ cpu, io uint64 }
+
+func readPressure() pressure {
+	read := func(name string) uint64 {
+		b, err := os.ReadFile("/proc/pressure/" + name)
+		if err != nil {
+			return 0
+		}
+		line, _, _ := strings.Cut(string(b), "\n") // "some avg10=… total=N"
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "total="); ok {
+				n, _ := strconv.ParseUint(v, 10, 64)
+				return n
+			}
+		}
+		return 0
+	}
+	return pressure{cpu: read("cpu"), io: read("io")}
+}
+
+// since returns the share of the elapsed time during which some task was
+// stalled on the CPU and on I/O, in percent.
+func (p pressure) since(before pressure, elapsed time.Duration) (cpu, io float64) {
+	us := float64(elapsed / time.Microsecond)
+	if us <= 0 {
+		return 0, 0
+	}
+	return 100 * float64(p.cpu-before.cpu) / us, 100 * float64(p.io-before.io) / us
+}

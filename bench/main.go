@@ -111,13 +111,14 @@ func run(ctx context.Context, o options) error {
 			continue
 		}
 		t := time.Now()
-		before := readCPU()
+		before, pressed := readCPU(), readPressure()
 		say(o, "\n== %s", p.name)
 		if err := p.run(ctx, o, res); err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
-		res.Phases = append(res.Phases, PhaseInfo{Name: p.name, Seconds: time.Since(t).Seconds(),
-			StealPct: readCPU().stealSince(before), LoadAvg: loadAvg()})
+		info := PhaseInfo{Name: p.name, Seconds: time.Since(t).Seconds(), StealPct: readCPU().stealSince(before), LoadAvg: loadAvg()}
+		info.CPUPressure, info.IOPressure = readPressure().since(pressed, time.Since(t))
+		res.Phases = append(res.Phases, info)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -131,6 +131,11 @@ type PhaseInfo struct {
 	Seconds  float64 `json:"seconds"`
 	StealPct float64 `json:"cpu_steal_pct"`
 	LoadAvg  string  `json:"load_average_after"`
+	// Share of the phase during which some task waited for the CPU, or for
+	// I/O (Linux pressure stall information): other work on the machine
+	// shows here.
+	CPUPressure float64 `json:"cpu_pressure_pct"`
+	IOPressure  float64 `json:"io_pressure_pct"`
 }
 
 // evaluate sets the ratios and their verdicts from the measured figures.
@@ -188,7 +193,8 @@ func (r *Results) Table() string {
 		r.Date, m.CPU, m.Cores, m.MemoryGB, orDash(m.Virtual), m.Kernel, m.Go, m.Redis, m.Postgres, m.HAProxy)
 	var phases []string
 	for _, p := range r.Phases {
-		phases = append(phases, fmt.Sprintf("%s %.0f s (load average after: %s)", p.Name, p.Seconds, p.LoadAvg))
+		phases = append(phases, fmt.Sprintf("%s %.0f s (load average after %s; some task waiting for CPU %.0f%%, for I/O %.0f%% of the time)",
+			p.Name, p.Seconds, p.LoadAvg, p.CPUPressure, p.IOPressure))
 	}
 	fmt.Fprintf(&b, "Load average at start %s; CPU steal over the run %.1f%%; phases: %s. %d rounds per figure (median, spread min–max); %d connections, %.0f s per throughput measurement; `make bench` took %.0f s.\n\n",
 		m.LoadAvg, r.StealPct, strings.Join(phases, ", "), r.Rounds, r.Connections, r.MeasureSeconds, r.Seconds)

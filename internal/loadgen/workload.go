@@ -238,7 +238,8 @@ func (w *Workload) RoundTrip(req *http.Request) (*http.Response, error) {
 	r := *req
 	r.Header = req.Header.Clone()
 	r.Header.Del(actionHeader)
-	r.Header.Del("X-Vegeta-Seq")
+	r.Header.Del("X-Vegeta-Seq") // vegeta's own bookkeeping stays here
+	r.Header.Del("X-Vegeta-Attack")
 	var (
 		v      *voter
 		choice string

@@ -29,6 +29,7 @@ type fake struct {
 	lose     func(voter string) bool // answer 202 but count nothing
 	slow     func(n int) bool        // answer after the client gave up, then count
 	lateness time.Duration
+	leaked   int // requests that reached the server with the tool's own headers
 }
 
 func newFake() *fake {
@@ -39,6 +40,9 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.n++
 	n := f.n
+	if r.Header.Get(actionHeader) != "" || r.Header.Get("X-Vegeta-Seq") != "" {
+		f.leaked++
+	}
 	f.mu.Unlock()
 	if f.slow != nil && f.slow(n) {
 		time.Sleep(f.lateness)
@@ -166,6 +170,9 @@ func TestWorkloadAgainstAnHonestServer(t *testing.T) {
 	}
 	if f.changes == 0 {
 		t.Error("no voter changed their vote")
+	}
+	if f.leaked != 0 {
+		t.Errorf("%d requests carried the tool's own headers to the server", f.leaked)
 	}
 	if int64(c.VotesAcked+c.OrdersAcked) > sum.Requests || sum.ByKind["order"] < 100 {
 		t.Errorf("ledger %+v, by kind %v", c, sum.ByKind)
