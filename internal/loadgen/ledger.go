@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,16 +70,15 @@ func (l *Ledger) identity(id string) *IdentityLedger {
 }
 
 // VoteAcked records a 202. sentAs is the voter id the request carried
-// ("" without a cookie); cookie is the voter cookie the answer set.
-func (l *Ledger) VoteAcked(sentAs, choice, eventID, cookie string) {
+// ("" without a cookie); cookie is the voter cookie the answer set. A 202
+// without a readable cookie (not surge's contract) is kept under the old
+// id, or else under the tool's own name for the voter, local.
+func (l *Ledger) VoteAcked(sentAs, local, choice, eventID, cookie string) {
 	id, version, ok := ParseVoterCookie(cookie)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !ok { // a 202 without a readable cookie: keep it under the old id
-		id = sentAs
-		if id == "" {
-			id = "?" + eventID
-		}
+	if !ok {
+		id = cmp.Or(sentAs, local)
 	}
 	il := l.identity(id)
 	il.Acks++

@@ -18,10 +18,10 @@ type scenario struct {
 func base() *scenario {
 	l := NewLedger()
 	// Voter A votes red, then changes to blue with the first vote's cookie.
-	l.VoteAcked("", "red", "E01", cookie("A", 10))
-	l.VoteAcked("A", "blue", "E02", cookie("A", 20))
+	l.VoteAcked("", "#0", "red", "E01", cookie("A", 10))
+	l.VoteAcked("A", "#0", "blue", "E02", cookie("A", 20))
 	// Voter B votes red once.
-	l.VoteAcked("", "red", "E03", cookie("B", 15))
+	l.VoteAcked("", "#1", "red", "E03", cookie("B", 15))
 	// Item 7 has 5 units: o1 takes 2 (confirmed), o2 asks for 5 (rejected, 3 left).
 	l.Stock[7] = 5
 	l.OrderSent("o1", 7, 2, Outcome{Code: 202})

@@ -242,6 +242,7 @@ func (w *Workload) RoundTrip(req *http.Request) (*http.Response, error) {
 	r.Header.Del("X-Vegeta-Attack")
 	var (
 		v      *voter
+		index  string // the tool's number for the voter
 		choice string
 		sentAs string
 		ord    order
@@ -249,8 +250,8 @@ func (w *Workload) RoundTrip(req *http.Request) (*http.Response, error) {
 	f := strings.Fields(action)
 	switch {
 	case len(f) == 2 && f[0] == "v":
-		i, _ := strconv.Atoi(f[1][:strings.IndexByte(f[1], '/')])
-		choice = f[1][strings.IndexByte(f[1], '/')+1:]
+		index, choice, _ = strings.Cut(f[1], "/")
+		i, _ := strconv.Atoi(index)
 		v = &w.voters[i]
 		defer w.done(i)
 		for _, c := range v.jar.Cookies(req.URL) {
@@ -308,7 +309,7 @@ func (w *Workload) RoundTrip(req *http.Request) (*http.Response, error) {
 					cookie = c.Value
 				}
 			}
-			w.ledger.VoteAcked(sentAs, choice, receipt.Receipt, cookie)
+			w.ledger.VoteAcked(sentAs, "#"+index, choice, receipt.Receipt, cookie)
 		case out.Unknown():
 			w.ledger.VoteUnknown(sentAs, choice)
 		default:
