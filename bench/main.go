@@ -123,6 +123,14 @@ func run(ctx context.Context, o options) error {
 			return ctx.Err()
 		}
 	}
+	// Keep the logs; the servers' data (AOFs, the Postgres cluster) can go.
+	if entries, err := os.ReadDir(o.dir); err == nil {
+		for _, e := range entries {
+			if e.Name() != "logs" && e.Name() != "bench.log" {
+				os.RemoveAll(filepath.Join(o.dir, e.Name()))
+			}
+		}
+	}
 	res.Seconds = time.Since(start).Seconds()
 	res.StealPct = readCPU().stealSince(steal)
 	res.evaluate()
