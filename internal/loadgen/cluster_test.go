@@ -2,7 +2,9 @@ package loadgen
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,6 +96,18 @@ func TestLoadAndVerifyAgainstTheStack(t *testing.T) {
 			t.Fatalf("%s: %v %v", q, tag, err)
 		}
 	}
+	// Every real change announces itself to result's cache; so must this one
+	// (raw SQL does not), and the damage must show before it is verified.
+	before := countOf(t, c.URL, poll, "green")
+	if _, err := conn.Exec(ctx, `SELECT pg_notify('surge_results', $1)`, poll); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); countOf(t, c.URL, poll, "green") == before; {
+		if time.Now().After(deadline) {
+			t.Fatal("the results never showed the damaged count")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	out.Reset()
 	err = r.verify(ctx)
 	t.Log(out.String())
@@ -105,4 +119,19 @@ func TestLoadAndVerifyAgainstTheStack(t *testing.T) {
 	if d.Lost < 1 || d.Duplicated < 1 || d.Oversold < 1 || d.Unexpected < 1 {
 		t.Errorf("damage not seen: lost=%d duplicated=%d oversold=%d unexpected=%d", d.Lost, d.Duplicated, d.Oversold, d.Unexpected)
 	}
+}
+
+// countOf reads one option's count from the results API.
+func countOf(t *testing.T, base, poll, option string) int64 {
+	t.Helper()
+	resp, err := http.Get(base + "/results/api/polls/" + poll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var res struct{ Counts map[string]int64 }
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		t.Fatal(err)
+	}
+	return res.Counts[option]
 }
