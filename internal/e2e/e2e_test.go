@@ -208,16 +208,7 @@ func TestEveryAcknowledgedVoteCountedExactlyOnce(t *testing.T) {
 		want[v.final]++
 	}
 	waitDrained(t, c)
-	var got surge.Results
-	resp, err := http.Get(c.URL + "/results/api/polls/cats-vs-dogs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	json.NewDecoder(resp.Body).Decode(&got)
-	resp.Body.Close()
-	if got.Counts["cats"] != want["cats"] || got.Counts["dogs"] != want["dogs"] || got.Total != voters {
-		t.Fatalf("results %+v, want %v (total %d)", got, want, voters)
-	}
+	waitResults(t, c, want)
 	t.Logf("counted exactly: %v from %d voters, %d acknowledged votes; worker-1 killed holding %d unacknowledged entries",
 		want, voters, done.Load(), stranded)
 
@@ -265,6 +256,33 @@ func TestEveryAcknowledgedVoteCountedExactlyOnce(t *testing.T) {
 func decodeJSON(resp *http.Response, out any) {
 	defer resp.Body.Close()
 	json.NewDecoder(resp.Body).Decode(out)
+}
+
+// waitResults waits until the results API shows exactly want. Results are
+// pushed at most once per push interval after a commit, so a read right
+// after the drain may be up to one interval old; they must converge within
+// 5 s and then match exactly.
+func waitResults(t *testing.T, c *launcher.Cluster, want map[string]int64) {
+	t.Helper()
+	var total int64
+	for _, n := range want {
+		total += n
+	}
+	var got surge.Results
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		resp, err := http.Get(c.URL + "/results/api/polls/cats-vs-dogs")
+		if err == nil {
+			got = surge.Results{}
+			decodeJSON(resp, &got)
+			if got.Total == total && got.Counts["cats"] == want["cats"] && got.Counts["dogs"] == want["dogs"] {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("results %+v, want %v (total %d)", got, want, total)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // voterID reads the voter id out of the (signed, not encrypted) cookie.

@@ -386,13 +386,23 @@ func (r *runner) verify(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := r.api.pollResults(ctx, poll)
-	if err != nil {
-		return err
-	}
-	votes, err := r.api.auditVotes(ctx, poll)
-	if err != nil {
-		return err
+	// Results are pushed at most once per push interval after a commit, so
+	// right after the drain they may be one interval behind the votes. Give
+	// them a few seconds to agree with the audit; a difference that stays is
+	// reported by the verdict.
+	var res pollResults
+	var votes []AuditVote
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if res, err = r.api.pollResults(ctx, poll); err != nil {
+			return err
+		}
+		if votes, err = r.api.auditVotes(ctx, poll); err != nil {
+			return err
+		}
+		if countsAgree(res.Counts, votes) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	obs := Observed{Counts: res.Counts, Votes: votes, Exclusive: r.report.Exclusive, Stock: map[int64]int64{}}
 	if len(items) > 0 || len(r.ledger.Orders) > 0 {
@@ -423,4 +433,23 @@ func (r *runner) verify(ctx context.Context) error {
 		return &VerifyError{Verdict: v}
 	}
 	return nil
+}
+
+// countsAgree reports whether the results' counts equal the audited votes.
+func countsAgree(counts map[string]int64, votes []AuditVote) bool {
+	tally := map[string]int64{}
+	for _, v := range votes {
+		tally[v.Choice]++
+	}
+	for c, n := range counts {
+		if tally[c] != n {
+			return false
+		}
+	}
+	for c, n := range tally {
+		if counts[c] != n {
+			return false
+		}
+	}
+	return true
 }
