@@ -1,31 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/surge-vote/surge/internal/launcher"
 	"github.com/surge-vote/surge/internal/testenv"
 )
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // On SIGTERM (ctx cancelled) the frontend stops accepting, answers every
 // request already in flight, and returns nil. Requests are held in flight
@@ -34,10 +20,10 @@ func TestShutdownFinishesInFlightVotes(t *testing.T) {
 	r := testenv.Redis(t)
 	admin := testenv.RedisClient(t, r)
 	port, _ := launcher.FreePort()
-	addr := "127.0.0.1:" + launcher.Itoa(port)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
 	env := map[string]string{"SURGE_LISTEN": addr, "SURGE_REDIS_ADDR": r.Addr, "SURGE_COOKIE_KEYS": "test-key-0123456789abcdef", "SURGE_NODE": "n1"}
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	runErr := make(chan error, 1)
 	go func() { runErr <- run(ctx, nil, func(k string) string { return env[k] }, io.Discard, logs) }()
 	for {

@@ -43,12 +43,7 @@ func newAdmin(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	s := &Server{cfg: cfg, log: opt.Logger, db: db, now: opt.Now, reg: telemetry.NewRegistry(),
 		lockout: newLockout(cfg.AdminMaxFails, cfg.AdminLockout, opt.Now)}
 	r, err := httpx.NewEngine(httpx.EngineOptions{Service: "admin", Node: cfg.Node, Log: s.log, Registry: s.reg,
-		TrustedProxies: cfg.TrustedProxies, Health: func(ctx context.Context) error {
-			if err := db.Ping(ctx); err != nil {
-				return fmt.Errorf("postgres: %w", err)
-			}
-			return nil
-		}})
+		TrustedProxies: cfg.TrustedProxies, Health: db.Ping})
 	if err != nil {
 		db.Close()
 		return nil, err

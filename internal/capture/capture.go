@@ -8,8 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -105,6 +105,7 @@ type Server struct {
 	handler  http.Handler // engine, wrapped where needed
 	voters   *keyedLimiter
 	lockout  *lockout
+	trusted  []netip.Prefix // cfg.TrustedProxies, parsed
 }
 
 // Options are a Server's collaborators that are not configuration.
@@ -189,6 +190,10 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		Collectors: cfg.Collectors, MaxBatch: cfg.MaxBatch, Timeout: cfg.AppendTimeout,
 		Observe: func(n int) { batch.Observe(float64(n)) },
 	})
+	if s.trusted, err = parsePrefixes(cfg.TrustedProxies); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if s.engine, err = s.routes(); err != nil {
 		s.Close()
 		return nil, err
@@ -261,13 +266,29 @@ func (s *Server) secure(c *gin.Context) bool {
 }
 
 func (s *Server) isTrusted(ip string) bool {
-	addr := net.ParseIP(ip)
-	for _, cidr := range s.cfg.TrustedProxies {
-		if _, n, err := net.ParseCIDR(cidr); err == nil && addr != nil && n.Contains(addr) {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	for _, p := range s.trusted {
+		if p.Contains(addr.Unmap()) {
 			return true
 		}
 	}
 	return false
+}
+
+// parsePrefixes reads CIDRs such as "10.0.0.0/8".
+func parsePrefixes(cidrs []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(cidrs))
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, fmt.Errorf("web: trusted_proxies: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 func (s *Server) routes() (*gin.Engine, error) {

@@ -1,31 +1,17 @@
 package capture_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/surge-vote/surge/internal/capture"
 	"github.com/surge-vote/surge/internal/testenv"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // One voter flooding is slowed down (429) while another voter passes.
 func TestVoterFloodIsLimited(t *testing.T) {
@@ -58,7 +44,7 @@ func TestVoterFloodIsLimited(t *testing.T) {
 // password; other clients are not. The password never reaches the logs.
 func TestAdminLockoutAndNoCredentialsInLogs(t *testing.T) {
 	url := testenv.PostgresURL(t)
-	logs := &lockedBuffer{}
+	logs := &testenv.LogBuffer{}
 	cfg := capture.DefaultConfig()
 	cfg.Mode, cfg.Postgres.URL, cfg.AdminPassword, cfg.AdminMaxFails = capture.ModeAdmin, url, adminPassword, 5
 	s, err := capture.New(context.Background(), cfg, capture.Options{Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})

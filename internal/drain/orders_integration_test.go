@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -39,7 +40,7 @@ func TestRepeatedOrderAppliesOnceDespiteACrash(t *testing.T) {
 		return ts.URL
 	}
 	a, b := front(ra), front(rb)
-	body := `{"order_id":"poster-42","item":` + itoa(item.ID) + `,"quantity":3}`
+	body := `{"order_id":"poster-42","item":` + strconv.FormatInt(item.ID, 10) + `,"quantity":3}`
 	for _, url := range []string{a, b, a, b, a} {
 		resp, err := http.Post(url+"/orders", "application/json", strings.NewReader(body))
 		if err != nil || resp.StatusCode != http.StatusAccepted {
@@ -78,5 +79,3 @@ func TestRepeatedOrderAppliesOnceDespiteACrash(t *testing.T) {
 		t.Fatalf("orders %d (want 1), stock %d (want 7), state %+v %v", orders, stock, st, err)
 	}
 }
-
-func itoa(n int64) string { return launcher.Itoa(int(n)) }

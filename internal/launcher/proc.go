@@ -192,6 +192,3 @@ func tail(path string, n int64) string {
 	b, _ := io.ReadAll(f)
 	return string(b)
 }
-
-// Itoa formats a port.
-func Itoa(port int) string { return strconv.Itoa(port) }

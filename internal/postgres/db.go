@@ -64,8 +64,14 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 // Close closes the pool.
 func (db *DB) Close() { db.Pool.Close() }
 
-// Ping checks that the database answers.
-func (db *DB) Ping(ctx context.Context) error { return db.Pool.Ping(ctx) }
+// Ping checks that the database answers; its error says it is Postgres,
+// as health checks report it.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.Pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	return nil
+}
 
 // WaitReady pings until the database answers or ctx ends.
 func (db *DB) WaitReady(ctx context.Context) error {

@@ -83,7 +83,7 @@ func New(node string, store Store, queued Queues, live *Live, log *slog.Logger) 
 	s.reg.MustRegister(live.Reads, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "surge_results_stream_clients", Help: "Connected live-result streams.",
 	}, func() float64 { return float64(live.Subscribers()) }))
-	r, err := httpx.NewEngine(httpx.EngineOptions{Service: "result", Node: node, Log: log, Registry: s.reg, Health: s.health})
+	r, err := httpx.NewEngine(httpx.EngineOptions{Service: "result", Node: node, Log: log, Registry: s.reg, Health: store.Ping})
 	if err != nil {
 		panic(err) // no trusted proxies: cannot fail
 	}
@@ -290,14 +290,6 @@ func writeEvent(w io.Writer, snap Snapshot) error {
 	}
 	_, err = fmt.Fprintf(w, "event: results\ndata: %s\n\n", b)
 	return err
-}
-
-// health is unhealthy when Postgres is unreachable.
-func (s *Server) health(ctx context.Context) error {
-	if err := s.store.Ping(ctx); err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
-	return nil
 }
 
 // unavailableUnlessDomain turns a failure to reach the database into a 503.
