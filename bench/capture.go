@@ -15,6 +15,7 @@ import (
 
 	"github.com/surge-vote/surge/internal/launcher"
 	"github.com/surge-vote/surge/internal/loadgen"
+	"github.com/surge-vote/surge/internal/surge"
 )
 
 // procs stops what a phase started, last started first.
@@ -214,14 +215,20 @@ func benchCapture(ctx context.Context, o options, res *Results) error {
 	c.CPUWeb, c.CPUBare = ws.figures(), bs.figures()
 
 	// The Redis ceiling for the same entry, with and without pipelining.
-	payload := `{"id":"01JC0000000000000000000000","poll":"cats-vs-dogs","choice":"cats","voter":"0123456789abcdef0123456789abcdef","version":1763779200000000,"node":"bench-web","at":"2026-11-22T00:00:00Z"}`
+	// The entry a frontend writes for a vote.
+	var entry []string
+	for _, f := range surge.EncodeVote(surge.Vote{ID: "01JC0000000000000000000000", Poll: "cats-vs-dogs", Choice: "cats",
+		Voter: "0123456789abcdef0123456789abcdef", Version: 1763779200000000, Node: "bench-web",
+		At: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)}) {
+		entry = append(entry, f.(string))
+	}
 	var p1, p16 []float64
 	for i := range o.rounds {
 		for _, p := range []struct {
 			pipeline, n int
 			into        *[]float64
 		}{{1, 150_000, &p1}, {16, 1_000_000, &p16}} {
-			rps, err := redisBenchmark(ctx, r.Addr, p.pipeline, p.n, payload)
+			rps, err := redisBenchmark(ctx, r.Addr, p.pipeline, p.n, entry)
 			if err != nil {
 				return err
 			}
@@ -235,14 +242,15 @@ func benchCapture(ctx context.Context, o options, res *Results) error {
 
 // redisBenchmark runs redis-benchmark's XADD against addr and returns its
 // requests per second.
-func redisBenchmark(ctx context.Context, addr string, pipeline, n int, payload string) (float64, error) {
+func redisBenchmark(ctx context.Context, addr string, pipeline, n int, entry []string) (float64, error) {
 	bin, err := launcher.LookBinary("redis-benchmark")
 	if err != nil {
 		return 0, fmt.Errorf("%w (apt-get install redis-tools)", err)
 	}
 	host, port, _ := strings.Cut(addr, ":")
-	cmd := exec.CommandContext(ctx, bin, "-h", host, "-p", port, "-c", "50", "-n", strconv.Itoa(n), "-P", strconv.Itoa(pipeline),
-		"--csv", "XADD", "bench:xadd", "*", "kind", "vote", "data", payload)
+	args := append([]string{"-h", host, "-p", port, "-c", "50", "-n", strconv.Itoa(n), "-P", strconv.Itoa(pipeline),
+		"--csv", "XADD", "bench:xadd", "*"}, entry...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	out, err := cmd.Output()
 	if err != nil {
 		return 0, fmt.Errorf("redis-benchmark: %w", err)

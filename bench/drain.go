@@ -54,11 +54,7 @@ func makeBacklog(n int) (*backlog, error) {
 		latest[voter] = choice
 		v := surge.Vote{ID: ulid.Make().String(), Poll: surge.DefaultPollID, Choice: choice,
 			Voter: fmt.Sprintf("%032x", voter), Version: base + int64(i), Node: "bench", At: at}
-		f, err := surge.EncodeVote(v)
-		if err != nil {
-			return nil, err
-		}
-		b.votes[i], b.fields[i] = v, f
+		b.votes[i], b.fields[i] = v, surge.EncodeVote(v)
 	}
 	b.counts = map[string]int64{}
 	for _, c := range latest {
@@ -380,7 +376,7 @@ func checkCounts(ctx context.Context, url string, b *backlog) (bool, string) {
 	}
 	for choice, want := range b.counts {
 		var got, rowsFor int64
-		if err := conn.QueryRow(ctx, `SELECT votes FROM poll_options WHERE poll = $1 AND option = $2`, surge.DefaultPollID, choice).Scan(&got); err != nil {
+		if err := conn.QueryRow(ctx, `SELECT votes FROM option_counts WHERE poll = $1 AND option = $2`, surge.DefaultPollID, choice).Scan(&got); err != nil {
 			return false, err.Error()
 		}
 		if err := conn.QueryRow(ctx, `SELECT count(*) FROM votes WHERE poll = $1 AND choice = $2`, surge.DefaultPollID, choice).Scan(&rowsFor); err != nil {
@@ -439,8 +435,8 @@ func copyAndMerge(ctx context.Context, url string, b *backlog) (copyTook, mergeT
 		return 0, 0, fmt.Errorf("merge: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `
-		UPDATE poll_options o SET votes = coalesce(c.n, 0)
-		FROM poll_options p LEFT JOIN (SELECT poll, choice, count(*) AS n FROM votes GROUP BY poll, choice) c
+		UPDATE option_counts o SET votes = coalesce(c.n, 0)
+		FROM option_counts p LEFT JOIN (SELECT poll, choice, count(*) AS n FROM votes GROUP BY poll, choice) c
 			ON c.poll = p.poll AND c.choice = p.option
 		WHERE o.poll = p.poll AND o.option = p.option AND o.poll IN (SELECT DISTINCT poll FROM staging)`); err != nil {
 		return 0, 0, fmt.Errorf("recount: %w", err)

@@ -58,6 +58,7 @@ type Config struct {
 	AppendTimeout  time.Duration `mapstructure:"append_timeout"`
 	Collectors     int           `mapstructure:"collectors"`
 	MaxBatch       int           `mapstructure:"max_batch"`
+	CollectWindow  time.Duration `mapstructure:"collect_window"`
 	LogLevel       string        `mapstructure:"log_level"`
 }
 
@@ -79,8 +80,9 @@ func DefaultConfig() Config {
 		Polls:          surge.DefaultPolls(),
 		MaxBody:        4 << 10,
 		AppendTimeout:  2 * time.Second,
-		Collectors:     4,
+		Collectors:     2,
 		MaxBatch:       128,
+		CollectWindow:  100 * time.Microsecond,
 		LogLevel:       "info",
 	}
 }
@@ -187,7 +189,7 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	})
 	s.reg.MustRegister(s.votes, s.orders, batch)
 	s.producer = redis.NewProducer(client, cfg.Redis.Stream, redis.ProducerOptions{
-		Collectors: cfg.Collectors, MaxBatch: cfg.MaxBatch, Timeout: cfg.AppendTimeout,
+		Collectors: cfg.Collectors, MaxBatch: cfg.MaxBatch, Window: cfg.CollectWindow, Timeout: cfg.AppendTimeout,
 		Observe: func(n int) { batch.Observe(float64(n)) },
 	})
 	if s.trusted, err = parsePrefixes(cfg.TrustedProxies); err != nil {
@@ -351,11 +353,7 @@ func (s *Server) postVote(c *gin.Context) {
 		ID: ulid.Make().String(), Poll: poll.ID, Choice: req.Choice,
 		Voter: id.ID, Version: id.Version, Node: s.cfg.Node, At: now.UTC(),
 	}
-	fields, err := surge.EncodeVote(vote)
-	if err != nil {
-		httpx.Error(c, s.log, err)
-		return
-	}
+	fields := surge.EncodeVote(vote)
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.AppendTimeout)
 	defer cancel()
 	if _, err := s.producer.Append(ctx, fields); err != nil {

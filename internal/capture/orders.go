@@ -60,11 +60,7 @@ func (s *Server) postOrder(c *gin.Context) {
 		return
 	}
 	o.Node, o.At = s.cfg.Node, s.now().UTC()
-	fields, err := surge.EncodeOrder(o)
-	if err != nil {
-		httpx.Error(c, s.log, err)
-		return
-	}
+	fields := surge.EncodeOrder(o)
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.AppendTimeout)
 	defer cancel()
 	_, err = s.producer.AppendOnce(ctx, redis.OrderKey(o.ID), surge.OrderPending, s.cfg.OrderKeyTTL, fields)

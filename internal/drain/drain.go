@@ -51,7 +51,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.BatchSize <= 0 {
-		o.BatchSize = 500
+		o.BatchSize = 2000
 	}
 	if o.Block <= 0 {
 		o.Block = time.Second

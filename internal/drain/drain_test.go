@@ -227,21 +227,14 @@ func testVote(n int) surge.Vote {
 // returns them (strings).
 func voteMsg(t *testing.T, n int, deliveries int64) redis.Message {
 	t.Helper()
-	args, err := surge.EncodeVote(testVote(n))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return redis.Message{ID: fmt.Sprintf("%d-0", n), Values: fieldsAsRedis(args), Deliveries: deliveries}
+	return redis.Message{ID: fmt.Sprintf("%d-0", n), Values: fieldsAsRedis(surge.EncodeVote(testVote(n))), Deliveries: deliveries}
 }
 
 // orderMsg is stream entry n-0 carrying order on.
 func orderMsg(t *testing.T, n int, deliveries int64) redis.Message {
 	t.Helper()
-	args, err := surge.EncodeOrder(surge.Order{ID: fmt.Sprintf("o%d", n), Item: 7, Quantity: 2, Node: "web-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return redis.Message{ID: fmt.Sprintf("%d-0", n), Values: fieldsAsRedis(args), Deliveries: deliveries}
+	order := surge.Order{ID: fmt.Sprintf("o%d", n), Item: 7, Quantity: 2, Node: "web-1"}
+	return redis.Message{ID: fmt.Sprintf("%d-0", n), Values: fieldsAsRedis(surge.EncodeOrder(order)), Deliveries: deliveries}
 }
 
 // fieldsAsRedis turns XADD arguments into the map a Redis read returns:
@@ -466,6 +459,8 @@ func TestShardDeadLettersUndecodable(t *testing.T) {
 		{"bad JSON", map[string]any{surge.FieldKind: surge.KindVote, surge.FieldData: `{"id":`}},
 		{"unknown kind", map[string]any{surge.FieldKind: "ballot", surge.FieldData: `{}`}},
 		{"missing data", map[string]any{surge.FieldKind: surge.KindVote}},
+		{"flat vote, version not a number", map[string]any{surge.FieldKind: surge.KindVote, surge.FieldID: "v2", surge.FieldPoll: "p",
+			surge.FieldChoice: "c", surge.FieldVoter: "x", surge.FieldVersion: "1e3", surge.FieldNode: "", surge.FieldAt: ""}},
 		{"valid JSON, invalid vote", map[string]any{surge.FieldKind: surge.KindVote, surge.FieldData: `{"id":"v2","poll":"p","choice":"c","voter":"x","version":0}`}},
 	}
 	for _, tt := range tests {
@@ -808,7 +803,7 @@ func TestShardProcessesClaimedEntries(t *testing.T) {
 func TestOptionsDefaults(t *testing.T) {
 	var o Options
 	o.defaults()
-	if o.BatchSize != 500 || o.Block != time.Second || o.ClaimIdle != 30*time.Second ||
+	if o.BatchSize != 2000 || o.Block != time.Second || o.ClaimIdle != 30*time.Second ||
 		o.ClaimEvery != 10*time.Second || o.TrimEvery != 10*time.Second || o.MaxDeliveries != 5 ||
 		o.FinishTimeout != 10*time.Second || o.Logger == nil || o.Metrics == nil {
 		t.Fatalf("defaults = %+v", o)

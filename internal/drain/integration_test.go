@@ -51,7 +51,7 @@ func addVotes(t *testing.T, c *goredis.Client, n int, prefix string) map[string]
 	want := map[string]int64{"cats": 0, "dogs": 0}
 	for i := range n {
 		choice := []string{"cats", "dogs"}[i%2]
-		fields, _ := surge.EncodeVote(surge.Vote{ID: fmt.Sprintf("%s-%06d", prefix, i), Poll: surge.DefaultPollID,
+		fields := surge.EncodeVote(surge.Vote{ID: fmt.Sprintf("%s-%06d", prefix, i), Poll: surge.DefaultPollID,
 			Choice: choice, Voter: fmt.Sprintf("%s-voter-%d", prefix, i), Version: 1})
 		if err := c.XAdd(context.Background(), &goredis.XAddArgs{Stream: stream, Values: fields}).Err(); err != nil {
 			t.Fatal(err)
@@ -159,7 +159,7 @@ func TestPoisonEntriesAreDeadLettered(t *testing.T) {
 	ctx := context.Background()
 	c.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: []any{"kind", "vote", "data", "{not json"}})
 	c.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: []any{"kind", "teleport", "data", "{}"}})
-	fields, _ := surge.EncodeVote(surge.Vote{ID: "x1", Poll: "no-such-poll", Choice: "cats", Voter: "v", Version: 1})
+	fields := surge.EncodeVote(surge.Vote{ID: "x1", Poll: "no-such-poll", Choice: "cats", Voter: "v", Version: 1})
 	c.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: fields})
 	want := addVotes(t, c, 10, "d")
 	q := newConsumer(t, r.Addr, "worker-1")

@@ -54,7 +54,7 @@ func DefaultConfig() Config {
 		Group:         "workers",
 		Postgres:      postgres.Config{URL: "postgres://surge@127.0.0.1:5432/surge?sslmode=disable", MaxConns: 16},
 		Polls:         surge.DefaultPolls(),
-		BatchSize:     500,
+		BatchSize:     2000,
 		Block:         time.Second,
 		ClaimIdle:     30 * time.Second,
 		TrimEvery:     10 * time.Second,

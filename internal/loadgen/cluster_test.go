@@ -90,7 +90,7 @@ func TestLoadAndVerifyAgainstTheStack(t *testing.T) {
 		`UPDATE orders SET status = 'confirmed', reason = NULL
 		  WHERE id = (SELECT min(id) FROM orders WHERE id LIKE 'load-' || substr($1, 6) || '-%' AND status = 'rejected')`,
 		`INSERT INTO votes (poll, voter, choice, version, event_id) VALUES ($1, 'ffffffffffffffffffffffffffffffff', 'red', 1, 'X')`,
-		`UPDATE poll_options SET votes = votes + 2 WHERE poll = $1 AND option = 'green'`,
+		`UPDATE option_counts SET votes = votes + 2 WHERE poll = $1 AND option = 'green'`,
 	} {
 		if tag, err := conn.Exec(ctx, q, poll); err != nil || tag.RowsAffected() != 1 {
 			t.Fatalf("%s: %v %v", q, tag, err)

@@ -171,6 +171,11 @@ func (db *DB) EnsurePolls(ctx context.Context, polls []surge.Poll) error {
 					 ON CONFLICT (poll, option) DO NOTHING`, p.ID, o, i); err != nil {
 					return fmt.Errorf("ensure poll %s option %s: %w", p.ID, o, err)
 				}
+				if _, err := tx.Exec(ctx,
+					`INSERT INTO option_counts (poll, option) VALUES ($1, $2) ON CONFLICT (poll, option) DO NOTHING`,
+					p.ID, o); err != nil {
+					return fmt.Errorf("ensure poll %s option %s: %w", p.ID, o, err)
+				}
 			}
 		}
 		return nil
@@ -200,7 +205,8 @@ func (db *DB) Polls(ctx context.Context) ([]surge.Poll, error) {
 // Results returns the counts of one poll. An unknown poll is ENOTFOUND.
 func (db *DB) Results(ctx context.Context, poll string) (surge.Results, error) {
 	rows, err := db.Pool.Query(ctx,
-		`SELECT option, votes FROM poll_options WHERE poll = $1 ORDER BY position, option`, poll)
+		`SELECT o.option, c.votes FROM poll_options o JOIN option_counts c USING (poll, option)
+		 WHERE o.poll = $1 ORDER BY o.position, o.option`, poll)
 	if err != nil {
 		return surge.Results{}, fmt.Errorf("results %s: %w", poll, err)
 	}

@@ -110,7 +110,7 @@ func TestMigrateConcurrent(t *testing.T) {
 	}
 	wantVersion := migrationCount(t)
 	// The tables of this package's migrations; later migrations may add more.
-	wantTables := []string{"poll_options", "polls", "schema_version", "votes"}
+	wantTables := []string{"option_counts", "poll_options", "polls", "schema_version", "votes"}
 	// The schema as a single Migrate leaves it.
 	reference := func() []string {
 		ctx := context.Background()
@@ -173,11 +173,11 @@ func TestMigrateConcurrent(t *testing.T) {
 			var checks int
 			if err := db.Pool.QueryRow(ctx, `
 				SELECT count(*) FROM pg_constraint
-				WHERE conrelid = 'public.poll_options'::regclass AND contype = 'c'`).Scan(&checks); err != nil {
+				WHERE conrelid = 'public.option_counts'::regclass AND contype = 'c'`).Scan(&checks); err != nil {
 				t.Fatal(err)
 			}
 			if checks != 1 {
-				t.Errorf("poll_options has %d check constraints, want 1", checks)
+				t.Errorf("option_counts has %d check constraints, want 1", checks)
 			}
 
 			// Migrate again, from every replica, with data in the tables.

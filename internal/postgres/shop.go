@@ -104,6 +104,9 @@ func (db *DB) CreatePoll(ctx context.Context, p surge.Poll) error {
 			if _, err := tx.Exec(ctx, `INSERT INTO poll_options (poll, option, position) VALUES ($1, $2, $3)`, p.ID, o, i); err != nil {
 				return err
 			}
+			if _, err := tx.Exec(ctx, `INSERT INTO option_counts (poll, option) VALUES ($1, $2)`, p.ID, o); err != nil {
+				return err
+			}
 		}
 		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, PollsChannel, p.ID)
 		return err

@@ -94,92 +94,45 @@ func (db *DB) classify(err error) error {
 }
 
 func applyVotes(ctx context.Context, tx pgx.Tx, batch []surge.Vote) error {
-	deltas := map[countKey]int64{}
-
-	// 1. New voters: insert. A row another transaction is inserting makes
-	// this wait for it, and then counts as existing.
-	cols := voteColumns(batch)
+	// One statement: a new voter's row is inserted; a known voter's row is
+	// locked and replaced only by a vote that wins over it, keeping the
+	// choice it replaces in prev_choice. A row another transaction is
+	// inserting makes this wait for it, and then counts as existing.
+	// event_id compares byte-wise (COLLATE "C"), as surge.Vote.Wins does.
 	rows, err := tx.Query(ctx, `
-		INSERT INTO votes (poll, voter, choice, version, event_id, node, cast_at)
+		INSERT INTO votes AS v (poll, voter, choice, version, event_id, node, cast_at)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::timestamptz[])
 			AS t(poll, voter, choice, version, event_id, node, cast_at)
 		ORDER BY poll, voter
-		ON CONFLICT (poll, voter) DO NOTHING
-		RETURNING poll, voter, choice`, cols...)
+		ON CONFLICT (poll, voter) DO UPDATE
+			SET prev_choice = v.choice, choice = excluded.choice, version = excluded.version,
+				event_id = excluded.event_id, node = excluded.node, cast_at = excluded.cast_at, committed_at = now()
+			WHERE excluded.version > v.version
+				OR (excluded.version = v.version AND excluded.event_id COLLATE "C" > v.event_id COLLATE "C")
+		RETURNING poll, choice, prev_choice`, voteColumns(batch)...)
 	if err != nil {
-		return fmt.Errorf("insert votes: %w", err)
+		return fmt.Errorf("upsert votes: %w", err)
 	}
-	inserted := map[voteKey]bool{}
-	var poll, voter, choice string
-	if _, err := pgx.ForEachRow(rows, []any{&poll, &voter, &choice}, func() error {
-		inserted[voteKey{poll, voter}] = true
-		deltas[countKey{poll, choice}]++
+	// A returned row was inserted (prev_choice NULL: the insert does not
+	// set it) or replaced by a winning vote; redeliveries and older votes
+	// return nothing and change no count.
+	deltas := map[countKey]int64{}
+	var poll, choice string
+	var prev *string
+	if _, err := pgx.ForEachRow(rows, []any{&poll, &choice, &prev}, func() error {
+		switch {
+		case prev == nil:
+			deltas[countKey{poll, choice}]++
+		case *prev != choice:
+			deltas[countKey{poll, *prev}]--
+			deltas[countKey{poll, choice}]++
+		}
 		return nil
 	}); err != nil {
-		return fmt.Errorf("insert votes: %w", err)
-	}
-	var existing []surge.Vote
-	for _, v := range batch {
-		if !inserted[voteKey{v.Poll, v.Voter}] {
-			existing = append(existing, v)
-		}
+		return fmt.Errorf("upsert votes: %w", err)
 	}
 
-	// 2. Known voters: lock their rows and keep the newer vote.
-	if len(existing) > 0 {
-		polls, voters := make([]string, len(existing)), make([]string, len(existing))
-		for i, v := range existing {
-			polls[i], voters[i] = v.Poll, v.Voter
-		}
-		rows, err := tx.Query(ctx, `
-			SELECT v.poll, v.voter, v.choice, v.version, v.event_id
-			FROM votes v JOIN unnest($1::text[], $2::text[]) AS k(poll, voter)
-				ON v.poll = k.poll AND v.voter = k.voter
-			ORDER BY v.poll, v.voter
-			FOR UPDATE OF v`, polls, voters)
-		if err != nil {
-			return fmt.Errorf("lock votes: %w", err)
-		}
-		type stored struct {
-			choice, eventID string
-			version         int64
-		}
-		current := make(map[voteKey]stored, len(existing))
-		var s stored
-		if _, err := pgx.ForEachRow(rows, []any{&poll, &voter, &s.choice, &s.version, &s.eventID}, func() error {
-			current[voteKey{poll, voter}] = s
-			return nil
-		}); err != nil {
-			return fmt.Errorf("lock votes: %w", err)
-		}
-		var winners []surge.Vote
-		for _, v := range existing {
-			cur, ok := current[voteKey{v.Poll, v.Voter}]
-			if !ok {
-				return fmt.Errorf("vote row %s/%s vanished", v.Poll, v.Voter)
-			}
-			if !v.Wins(cur.version, cur.eventID) {
-				continue // redelivery or an older vote: no effect
-			}
-			winners = append(winners, v)
-			if cur.choice != v.Choice {
-				deltas[countKey{v.Poll, cur.choice}]--
-				deltas[countKey{v.Poll, v.Choice}]++
-			}
-		}
-		if len(winners) > 0 {
-			if _, err := tx.Exec(ctx, `
-				UPDATE votes v SET choice = u.choice, version = u.version, event_id = u.event_id,
-					node = u.node, cast_at = u.cast_at, committed_at = now()
-				FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::timestamptz[])
-					AS u(poll, voter, choice, version, event_id, node, cast_at)
-				WHERE v.poll = u.poll AND v.voter = u.voter`, voteColumns(winners)...); err != nil {
-				return fmt.Errorf("update votes: %w", err)
-			}
-		}
-	}
-
-	// 3. Counters: one statement per (poll, option), in key order.
+	// Counters: one statement per (poll, option), in key order.
 	keys := make([]countKey, 0, len(deltas))
 	for k, d := range deltas {
 		if d != 0 {
@@ -195,7 +148,7 @@ func applyVotes(ctx context.Context, tx pgx.Tx, batch []surge.Vote) error {
 	var b pgx.Batch
 	changed := map[string]bool{}
 	for _, k := range keys {
-		b.Queue(`UPDATE poll_options SET votes = votes + $3 WHERE poll = $1 AND option = $2`, k.poll, k.option, deltas[k])
+		b.Queue(`UPDATE option_counts SET votes = votes + $3 WHERE poll = $1 AND option = $2`, k.poll, k.option, deltas[k])
 		changed[k.poll] = true
 	}
 	for _, p := range slices.Sorted(maps.Keys(changed)) {

@@ -120,10 +120,10 @@ func catsVotes(t testing.TB, ctx context.Context, db *postgres.DB) map[string]wa
 	return out
 }
 
-// optionCounts returns poll_options.votes keyed "poll/option", zeros left out.
+// optionCounts returns option_counts.votes keyed "poll/option", zeros left out.
 func optionCounts(t testing.TB, ctx context.Context, db *postgres.DB) map[string]int64 {
 	t.Helper()
-	rows, err := db.Pool.Query(ctx, `SELECT poll, option, votes FROM poll_options`)
+	rows, err := db.Pool.Query(ctx, `SELECT poll, option, votes FROM option_counts`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,10 +166,10 @@ func checkCounts(t testing.TB, ctx context.Context, db *postgres.DB, want map[st
 	t.Helper()
 	got := optionCounts(t, ctx, db)
 	if want != nil && !maps.Equal(got, want) {
-		t.Errorf("%s: poll_options counts = %v, want %v", when, got, want)
+		t.Errorf("%s: option_counts = %v, want %v", when, got, want)
 	}
 	if recount := groupCounts(t, ctx, db); !maps.Equal(got, recount) {
-		t.Errorf("%s: poll_options counts = %v, but votes rows count %v", when, got, recount)
+		t.Errorf("%s: option_counts = %v, but votes rows count %v", when, got, recount)
 	}
 }
 
@@ -712,11 +712,11 @@ func TestCountsNeverNegative(t *testing.T) {
 		sql   string
 		want  int64 // cats count, unchanged by the refused statement
 	}{
-		{"set to -1", nil, `UPDATE poll_options SET votes = -1 WHERE poll = $1 AND option = 'cats'`, 0},
-		{"decrement from zero", nil, `UPDATE poll_options SET votes = votes - 1 WHERE poll = $1 AND option = 'cats'`, 0},
+		{"set to -1", nil, `UPDATE option_counts SET votes = -1 WHERE poll = $1 AND option = 'cats'`, 0},
+		{"decrement from zero", nil, `UPDATE option_counts SET votes = votes - 1 WHERE poll = $1 AND option = 'cats'`, 0},
 		{"decrement past the votes", []surge.Vote{v("alice", "cats", 1, "e1")},
-			`UPDATE poll_options SET votes = votes - 2 WHERE poll = $1 AND option = 'cats'`, 1},
-		{"all options of the poll", nil, `UPDATE poll_options SET votes = -1 WHERE poll = $1`, 0},
+			`UPDATE option_counts SET votes = votes - 2 WHERE poll = $1 AND option = 'cats'`, 1},
+		{"all options of the poll", nil, `UPDATE option_counts SET votes = -1 WHERE poll = $1`, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -147,3 +147,57 @@ func addEntries(t *testing.T, c *goredis.Client, n int) []string {
 	}
 	return ids
 }
+
+// A collector waits up to its window for more entries: appends that arrive
+// within it share one pipeline, and a full pipeline goes without waiting
+// out the window.
+func TestCollectWindowGathersAppends(t *testing.T) {
+	r := testenv.Redis(t)
+	tests := []struct {
+		name      string
+		window    time.Duration
+		appends   int
+		wantSizes []int
+	}{
+		// An hour-long window: only a full pipeline can answer these.
+		{"full pipelines go at once", time.Hour, 8, []int{4, 4}},
+		{"no window, one caller at a time", 0, 3, []int{1, 1, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var sizes []int
+			p := redis.NewProducer(redis.NewClient(redis.Config{Addr: r.Addr}, 4), stream, redis.ProducerOptions{
+				Collectors: 1, MaxBatch: 4, Window: tt.window,
+				Observe: func(n int) { mu.Lock(); sizes = append(sizes, n); mu.Unlock() },
+			})
+			defer p.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if tt.window == 0 { // one after another: nothing to gather
+				for i := range tt.appends {
+					if _, err := p.Append(ctx, []any{"n", i}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			} else {
+				var wg sync.WaitGroup
+				errs := make([]error, tt.appends)
+				for i := range tt.appends {
+					wg.Go(func() { _, errs[i] = p.Append(ctx, []any{"n", i}) })
+				}
+				wg.Wait()
+				for i, err := range errs {
+					if err != nil {
+						t.Fatalf("append %d: %v", i, err)
+					}
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if fmt.Sprint(sizes) != fmt.Sprint(tt.wantSizes) {
+				t.Fatalf("pipeline sizes %v, want %v", sizes, tt.wantSizes)
+			}
+		})
+	}
+}

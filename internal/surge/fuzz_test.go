@@ -154,9 +154,10 @@ func FuzzParseItemInput(f *testing.F) {
 	})
 }
 
-// FuzzDecodeEntry: whatever a stream holds, DecodeEntry never panics; a
-// poison entry carries no payload and names its stream id; an accepted entry
-// validates and survives encoding and decoding again unchanged.
+// FuzzDecodeEntry, for entries in the earlier JSON format: whatever a
+// stream holds, DecodeEntry never panics; a poison entry carries no payload
+// and names its stream id; an accepted entry validates and survives
+// encoding (flat) and decoding again, its time to the microsecond.
 func FuzzDecodeEntry(f *testing.F) {
 	vote, _ := json.Marshal(validVote())
 	f.Add("1-0", KindVote, string(vote), uint8(0))
@@ -188,42 +189,101 @@ func FuzzDecodeEntry(f *testing.F) {
 		if shape&8 != 0 {
 			fields[FieldKind] = len(kind)
 		}
-		e, err := DecodeEntry(streamID, fields)
-		if e.StreamID != streamID {
-			t.Fatalf("StreamID = %q; want %q", e.StreamID, streamID)
-		}
-		if err != nil {
-			if e.Vote != nil || e.Order != nil {
-				t.Fatalf("poison entry (%v) carries a payload: %+v", err, e)
-			}
-			if !strings.Contains(err.Error(), streamID) {
-				t.Fatalf("error %q does not name the stream id %q", err, streamID)
-			}
+		e, ok := decodeOrPoison(t, streamID, fields)
+		if !ok {
 			return
 		}
 		if e.Kind != kind || shape&(1|8) != 0 {
 			t.Fatalf("accepted entry of kind %q (shape %d) as %q", kind, shape, e.Kind)
 		}
-		switch kind {
-		case KindVote:
-			checkRoundTrip(t, streamID, e.Vote, e.Order == nil, EncodeVote,
-				func(e Entry) *Vote { return e.Vote }, func(v *Vote) *time.Time { return &v.At })
-		case KindOrder:
-			checkRoundTrip(t, streamID, e.Order, e.Vote == nil, EncodeOrder,
-				func(e Entry) *Order { return e.Order }, func(o *Order) *time.Time { return &o.At })
-		default:
-			t.Fatalf("accepted an entry of unknown kind %q", kind)
+		checkPayload(t, e)
+	})
+}
+
+// FuzzDecodeFlatEntry: the same promises for flat entries, whose fields
+// arrive one by one (drop removes some; Redis returns strings).
+func FuzzDecodeFlatEntry(f *testing.F) {
+	f.Add("1-0", KindVote, "01HZZZZZZZZZZZZZZZZZZZZZZZ", "cats-vs-dogs", "cats", "v1", "1700000000000000", "", "web-1", "1767323045123456", uint16(0))
+	f.Add("1-1", KindOrder, "k-1", "", "", "", "", "7", "web-1", "", uint16(0))
+	f.Add("1-1", KindOrder, "k-1", "", "", "", "3", "7", "web-1", "-62135596800000000", uint16(0))
+	f.Add("2-0", KindVote, "x", "p", "c", "v", "+1", "", "", "0", uint16(0))
+	f.Add("2-1", KindVote, "x", "p", "c", "v", "1", "", "", "1e3", uint16(0))
+	f.Add("2-2", KindOrder, "k", "", "", "", "4294967297", "1", "", "", uint16(0))
+	f.Add("3-0", KindVote, "x", "p", "c", "v", "9223372036854775808", "", "", "", uint16(0))
+	f.Add("3-1", KindVote, "x", "p", "c", "v", "1", "", "", "", uint16(1<<3))
+	f.Fuzz(func(t *testing.T, streamID, kind, id, poll, choice, voter, number, item, node, at string, drop uint16) {
+		// number is the vote's version or the order's quantity.
+		fields := map[string]any{FieldKind: kind, FieldID: id, FieldPoll: poll, FieldChoice: choice, FieldVoter: voter,
+			FieldVersion: number, FieldQuantity: number, FieldItem: item, FieldNode: node, FieldAt: at}
+		names := []string{FieldKind, FieldID, FieldPoll, FieldChoice, FieldVoter, FieldVersion, FieldQuantity, FieldItem, FieldNode, FieldAt}
+		for i, name := range names {
+			if drop&(1<<i) != 0 {
+				delete(fields, name)
+			}
+		}
+		if drop&(1<<len(names)) != 0 {
+			fields[FieldAt] = []byte(at) // not what Redis returns
+		}
+		e, ok := decodeOrPoison(t, streamID, fields)
+		if !ok {
+			return
+		}
+		if e.Kind != kind {
+			t.Fatalf("accepted entry of kind %q as %q", kind, e.Kind)
+		}
+		checkPayload(t, e)
+		// A flat entry's fields are kept exactly, the time to the microsecond.
+		switch {
+		case e.Vote != nil && (e.Vote.ID != id || e.Vote.Poll != poll || e.Vote.Choice != choice || e.Vote.Voter != voter || e.Vote.Node != node):
+			t.Fatalf("vote %+v does not hold the fields %q", *e.Vote, fields)
+		case e.Order != nil && (e.Order.ID != id || e.Order.Node != node):
+			t.Fatalf("order %+v does not hold the fields %q", *e.Order, fields)
 		}
 	})
 }
 
+// decodeOrPoison decodes fields and checks the promises of a poison entry:
+// it carries no payload and its error names the stream id.
+func decodeOrPoison(t *testing.T, streamID string, fields map[string]any) (Entry, bool) {
+	t.Helper()
+	e, err := DecodeEntry(streamID, fields)
+	if e.StreamID != streamID {
+		t.Fatalf("StreamID = %q; want %q", e.StreamID, streamID)
+	}
+	if err != nil {
+		if e.Vote != nil || e.Order != nil {
+			t.Fatalf("poison entry (%v) carries a payload: %+v", err, e)
+		}
+		if !strings.Contains(err.Error(), streamID) {
+			t.Fatalf("error %q does not name the stream id %q", err, streamID)
+		}
+		return e, false
+	}
+	return e, true
+}
+
+// checkPayload checks an accepted entry's payload with checkRoundTrip.
+func checkPayload(t *testing.T, e Entry) {
+	t.Helper()
+	switch e.Kind {
+	case KindVote:
+		checkRoundTrip(t, e.StreamID, e.Vote, e.Order == nil, EncodeVote,
+			func(e Entry) *Vote { return e.Vote }, func(v *Vote) *time.Time { return &v.At })
+	case KindOrder:
+		checkRoundTrip(t, e.StreamID, e.Order, e.Vote == nil, EncodeOrder,
+			func(e Entry) *Order { return e.Order }, func(o *Order) *time.Time { return &o.At })
+	default:
+		t.Fatalf("accepted an entry of unknown kind %q", e.Kind)
+	}
+}
+
 // checkRoundTrip checks the payload of an accepted entry: it is the only
 // one, it validates, and it is encoded and decoded back to itself (its time
-// to the same instant).
+// to the same microsecond: a flat entry keeps no more).
 func checkRoundTrip[T interface {
 	comparable
 	Validate() error
-}](t *testing.T, streamID string, got *T, only bool, encode func(T) ([]any, error), payload func(Entry) *T, at func(*T) *time.Time) {
+}](t *testing.T, streamID string, got *T, only bool, encode func(T) []any, payload func(Entry) *T, at func(*T) *time.Time) {
 	t.Helper()
 	if got == nil || !only {
 		t.Fatalf("accepted entry without exactly one payload: %+v", got)
@@ -231,16 +291,12 @@ func checkRoundTrip[T interface {
 	if err := (*got).Validate(); err != nil {
 		t.Fatalf("accepted a payload that does not validate: %+v: %v", *got, err)
 	}
-	args, err := encode(*got)
-	if err != nil {
-		t.Fatalf("accepted payload %+v cannot be encoded again: %v", *got, err)
-	}
-	e, err := DecodeEntry(streamID, map[string]any{FieldKind: args[1], FieldData: string(args[3].([]byte))})
+	e, err := DecodeEntry(streamID, fieldsOf(t, encode(*got)))
 	if err != nil || payload(e) == nil {
 		t.Fatalf("re-encoded payload %+v is poison: %v", *got, err)
 	}
 	a, b := *got, *payload(e)
-	if !at(&a).Equal(*at(&b)) {
+	if !at(&a).Truncate(time.Microsecond).Equal(*at(&b)) {
 		t.Fatalf("time changed in a round trip: %v -> %v", *at(&a), *at(&b))
 	}
 	*at(&a) = *at(&b)

@@ -1,6 +1,7 @@
 package surge
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -204,22 +205,25 @@ func fieldsOf(t *testing.T, args []any) map[string]any {
 }
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
+	nanos := validVote()
+	nanos.At = time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.FixedZone("x", 3600))
+	old := validVote()
+	old.At = time.Date(1, 1, 1, 0, 0, 0, 1000, time.UTC)
 	tests := []struct {
-		name string
-		vote Vote
+		name   string
+		vote   Vote
+		wantAt time.Time // the flat entry keeps microseconds, in UTC
 	}{
-		{"full vote", validVote()},
-		{"no node, zero time", Vote{ID: "x", Poll: "p", Choice: "c", Voter: "v", Version: 1}},
-		{"max version", Vote{ID: strings.Repeat("z", 64), Poll: "p", Choice: "c", Voter: "v", Version: 1<<63 - 1}},
-		{"node with quotes and unicode", Vote{ID: "x", Poll: "p", Choice: "c", Voter: "v", Version: 9, Node: `host "ñ" <&>`}},
+		{"full vote", validVote(), validVote().At},
+		{"no node, zero time", Vote{ID: "x", Poll: "p", Choice: "c", Voter: "v", Version: 1}, time.Time{}},
+		{"max version", Vote{ID: strings.Repeat("z", 64), Poll: "p", Choice: "c", Voter: "v", Version: 1<<63 - 1}, time.Time{}},
+		{"node with quotes and unicode", Vote{ID: "x", Poll: "p", Choice: "c", Voter: "v", Version: 9, Node: `host "ñ" <&>`}, time.Time{}},
+		{"nanoseconds and a zone", nanos, time.Date(2024, 5, 6, 6, 8, 9, 123456000, time.UTC)},
+		{"a microsecond after the zero time", old, old.At},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			args, err := EncodeVote(tt.vote)
-			if err != nil {
-				t.Fatalf("EncodeVote: %v", err)
-			}
-			fields := fieldsOf(t, args)
+			fields := fieldsOf(t, EncodeVote(tt.vote))
 			if fields[FieldKind] != KindVote {
 				t.Fatalf("kind = %v, want %q", fields[FieldKind], KindVote)
 			}
@@ -227,14 +231,11 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DecodeEntry: %v", err)
 			}
-			if e.StreamID != "1-0" || e.Kind != KindVote || e.Vote == nil {
+			if e.StreamID != "1-0" || e.Kind != KindVote || e.Vote == nil || e.Order != nil {
 				t.Fatalf("entry = %+v, want stream id 1-0, kind vote and a vote", e)
 			}
 			got, want := *e.Vote, tt.vote
-			if !got.At.Equal(want.At) {
-				t.Fatalf("At = %v, want %v", got.At, want.At)
-			}
-			got.At, want.At = time.Time{}, time.Time{}
+			want.At = tt.wantAt
 			if got != want {
 				t.Fatalf("vote = %+v, want %+v", got, want)
 			}
@@ -242,19 +243,55 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	}
 }
 
-func TestDecodeEntryPoison(t *testing.T) {
-	good, err := EncodeVote(validVote())
+func TestEncodeDecodeOrder(t *testing.T) {
+	o := Order{ID: "k-1", Item: 1<<63 - 1, Quantity: MaxOrderQuantity, Node: "web-2", At: time.UnixMicro(1_767_323_045_123_456).UTC()}
+	e, err := DecodeEntry("2-0", fieldsOf(t, EncodeOrder(o)))
+	if err != nil {
+		t.Fatalf("DecodeEntry: %v", err)
+	}
+	if e.Kind != KindOrder || e.Order == nil || e.Vote != nil || *e.Order != o {
+		t.Fatalf("entry = %+v (order %+v), want order %+v", e, e.Order, o)
+	}
+}
+
+// An entry an earlier release queued (JSON in "data") still decodes.
+func TestDecodeJSONEntry(t *testing.T) {
+	data, err := json.Marshal(validVote())
 	if err != nil {
 		t.Fatal(err)
 	}
-	goodData := string(good[3].([]byte))
+	e, err := DecodeEntry("3-0", map[string]any{FieldKind: KindVote, FieldData: string(data)})
+	if err != nil {
+		t.Fatalf("DecodeEntry: %v", err)
+	}
+	if e.Vote == nil || *e.Vote != validVote() {
+		t.Fatalf("vote = %+v, want %+v", e.Vote, validVote())
+	}
+}
+
+func TestDecodeEntryPoison(t *testing.T) {
+	good, err := json.Marshal(validVote())
+	if err != nil {
+		t.Fatal(err)
+	}
+	goodData := string(good)
 	invalid := validVote()
 	invalid.Version = 0
-	invalidArgs, err := EncodeVote(invalid)
+	invalidJSON, err := json.Marshal(invalid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	invalidData := string(invalidArgs[3].([]byte))
+	invalidData := string(invalidJSON)
+	flat := func(change func(map[string]any)) map[string]any {
+		m := fieldsOf(t, EncodeVote(validVote()))
+		change(m)
+		return m
+	}
+	order := func(change func(map[string]any)) map[string]any {
+		m := fieldsOf(t, EncodeOrder(Order{ID: "k", Item: 1, Quantity: 1}))
+		change(m)
+		return m
+	}
 
 	tests := []struct {
 		name     string
@@ -277,6 +314,18 @@ func TestDecodeEntryPoison(t *testing.T) {
 		{"JSON null", map[string]any{FieldKind: KindVote, FieldData: `null`}, KindVote, "vote id must be", EINVALID},
 		{"valid JSON failing Validate", map[string]any{FieldKind: KindVote, FieldData: invalidData}, KindVote, "version must be positive", EINVALID},
 		{"valid JSON, bad choice", map[string]any{FieldKind: KindVote, FieldData: strings.Replace(goodData, `"choice":"cats"`, `"choice":"CATS"`, 1)}, KindVote, "invalid choice", EINVALID},
+		{"flat: no id", flat(func(m map[string]any) { delete(m, FieldID) }), KindVote, `field "id" is missing`, EINTERNAL},
+		{"flat: voter as bytes", flat(func(m map[string]any) { m[FieldVoter] = []byte("v") }), KindVote, `field "voter"`, EINTERNAL},
+		{"flat: version not a number", flat(func(m map[string]any) { m[FieldVersion] = "1e3" }), KindVote, `field "version"`, EINTERNAL},
+		{"flat: version out of range", flat(func(m map[string]any) { m[FieldVersion] = "9223372036854775808" }), KindVote, `field "version"`, EINTERNAL},
+		{"flat: time not a number", flat(func(m map[string]any) { m[FieldAt] = "2024-05-06" }), KindVote, `field "at"`, EINTERNAL},
+		{"flat: no node", flat(func(m map[string]any) { delete(m, FieldNode) }), KindVote, `field "node"`, EINTERNAL},
+		{"flat: failing Validate", flat(func(m map[string]any) { m[FieldVersion] = "0" }), KindVote, "version must be positive", EINVALID},
+		{"flat: bad choice", flat(func(m map[string]any) { m[FieldChoice] = "CATS" }), KindVote, "invalid choice", EINVALID},
+		{"flat order: no item", order(func(m map[string]any) { delete(m, FieldItem) }), KindOrder, `field "item"`, EINTERNAL},
+		{"flat order: quantity past int", order(func(m map[string]any) { m[FieldQuantity] = "4294967297" }), KindOrder, "quantity", EINVALID},
+		{"flat order: quantity 0", order(func(m map[string]any) { m[FieldQuantity] = "0" }), KindOrder, "quantity must be", EINVALID},
+		{"flat order: unknown kind", order(func(m map[string]any) { m[FieldKind] = "refund" }), "refund", `unknown kind "refund"`, EINTERNAL},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,10 +1,6 @@
 package surge
 
-import (
-	"encoding/json"
-	"fmt"
-	"time"
-)
+import "time"
 
 // Vote is one captured vote as it travels through a queue.
 //
@@ -52,75 +48,4 @@ func (v Vote) Wins(version int64, id string) bool {
 // vote, even if the next frontend's clock is behind.
 func NextVersion(now time.Time, previous int64) int64 {
 	return max(now.UnixMicro(), previous+1)
-}
-
-// Entry kinds carried by the capture queues.
-const (
-	KindVote  = "vote"
-	KindOrder = "order"
-)
-
-// Stream entry field names. An entry is {kind: ..., data: <JSON payload>}.
-const (
-	FieldKind = "kind"
-	FieldData = "data"
-)
-
-// EncodeVote returns the stream fields of a vote entry.
-func EncodeVote(v Vote) ([]any, error) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("encode vote %s: %w", v.ID, err)
-	}
-	return []any{FieldKind, KindVote, FieldData, data}, nil
-}
-
-// EncodeOrder returns the stream fields of an order entry.
-func EncodeOrder(o Order) ([]any, error) {
-	data, err := json.Marshal(o)
-	if err != nil {
-		return nil, fmt.Errorf("encode order %s: %w", o.ID, err)
-	}
-	return []any{FieldKind, KindOrder, FieldData, data}, nil
-}
-
-// Entry is a decoded queue entry. Exactly one payload is set.
-type Entry struct {
-	StreamID string // the id Redis gave the entry in its shard's stream
-	Kind     string
-	Vote     *Vote
-	Order    *Order
-}
-
-// DecodeEntry parses the fields of a stream entry. An error means the entry
-// is poison: it will never decode, however often it is retried.
-func DecodeEntry(streamID string, fields map[string]any) (Entry, error) {
-	e := Entry{StreamID: streamID}
-	kind, _ := fields[FieldKind].(string)
-	data, _ := fields[FieldData].(string)
-	e.Kind = kind
-	switch kind {
-	case KindVote:
-		var v Vote
-		if err := json.Unmarshal([]byte(data), &v); err != nil {
-			return e, fmt.Errorf("decode vote entry %s: %w", streamID, err)
-		}
-		if err := v.Validate(); err != nil {
-			return e, fmt.Errorf("decode vote entry %s: %w", streamID, err)
-		}
-		e.Vote = &v
-		return e, nil
-	case KindOrder:
-		var o Order
-		if err := json.Unmarshal([]byte(data), &o); err != nil {
-			return e, fmt.Errorf("decode order entry %s: %w", streamID, err)
-		}
-		if err := o.Validate(); err != nil {
-			return e, fmt.Errorf("decode order entry %s: %w", streamID, err)
-		}
-		e.Order = &o
-		return e, nil
-	default:
-		return e, fmt.Errorf("decode entry %s: unknown kind %q", streamID, kind)
-	}
 }

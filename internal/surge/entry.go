@@ -1,0 +1,173 @@
+package surge
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Entry kinds carried by the capture queues.
+const (
+	KindVote  = "vote"
+	KindOrder = "order"
+)
+
+// Stream entry fields. An entry is flat: its kind and then one field per
+// payload field, numbers in decimal and times in Unix microseconds (empty
+// for none), so that neither side pays for JSON on the hot path and
+// `XRANGE` shows entries as they are:
+//
+//	vote:  kind id poll choice voter version node at
+//	order: kind id item quantity node at
+const (
+	FieldKind     = "kind"
+	FieldID       = "id"
+	FieldPoll     = "poll"
+	FieldChoice   = "choice"
+	FieldVoter    = "voter"
+	FieldVersion  = "version"
+	FieldItem     = "item"
+	FieldQuantity = "quantity"
+	FieldNode     = "node"
+	FieldAt       = "at"
+	// FieldData holds the whole payload as JSON in entries written by
+	// releases before flat entries; workers still read them, so a rolling
+	// update loses nothing that was queued.
+	FieldData = "data"
+)
+
+// EncodeVote returns the stream fields of a vote entry.
+func EncodeVote(v Vote) []any {
+	return []any{FieldKind, KindVote, FieldID, v.ID, FieldPoll, v.Poll, FieldChoice, v.Choice, FieldVoter, v.Voter,
+		FieldVersion, strconv.FormatInt(v.Version, 10), FieldNode, v.Node, FieldAt, formatMicros(v.At)}
+}
+
+// EncodeOrder returns the stream fields of an order entry.
+func EncodeOrder(o Order) []any {
+	return []any{FieldKind, KindOrder, FieldID, o.ID, FieldItem, strconv.FormatInt(o.Item, 10),
+		FieldQuantity, strconv.Itoa(o.Quantity), FieldNode, o.Node, FieldAt, formatMicros(o.At)}
+}
+
+func formatMicros(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(t.UnixMicro(), 10)
+}
+
+// Entry is a decoded queue entry. Exactly one payload is set.
+type Entry struct {
+	StreamID string // the id Redis gave the entry in its shard's stream
+	Kind     string
+	Vote     *Vote
+	Order    *Order
+}
+
+// DecodeEntry parses the fields of a stream entry. An error means the entry
+// is poison: it will never decode, however often it is retried.
+func DecodeEntry(streamID string, fields map[string]any) (Entry, error) {
+	e := Entry{StreamID: streamID}
+	e.Kind, _ = fields[FieldKind].(string)
+	if _, ok := fields[FieldData]; ok {
+		return decodeJSONEntry(e, fields)
+	}
+	f := entryFields{m: fields}
+	switch e.Kind {
+	case KindVote:
+		v := Vote{ID: f.str(FieldID), Poll: f.str(FieldPoll), Choice: f.str(FieldChoice), Voter: f.str(FieldVoter),
+			Version: f.int(FieldVersion), Node: f.str(FieldNode), At: f.time(FieldAt)}
+		if err := cmp.Or(f.err, v.Validate()); err != nil {
+			return e, fmt.Errorf("decode vote entry %s: %w", streamID, err)
+		}
+		e.Vote = &v
+	case KindOrder:
+		o := Order{ID: f.str(FieldID), Item: f.int(FieldItem), Node: f.str(FieldNode), At: f.time(FieldAt)}
+		q := f.int(FieldQuantity)
+		o.Quantity = int(q)
+		if int64(o.Quantity) != q {
+			f.fail(FieldQuantity)
+		}
+		if err := cmp.Or(f.err, o.Validate()); err != nil {
+			return e, fmt.Errorf("decode order entry %s: %w", streamID, err)
+		}
+		e.Order = &o
+	default:
+		return e, fmt.Errorf("decode entry %s: unknown kind %q", streamID, e.Kind)
+	}
+	return e, nil
+}
+
+// entryFields reads a flat entry's fields, keeping the first problem.
+type entryFields struct {
+	m   map[string]any
+	err error
+}
+
+func (f *entryFields) fail(name string) {
+	if f.err == nil {
+		f.err = Errorf(EINTERNAL, "field %q is missing or malformed", name)
+	}
+}
+
+func (f *entryFields) str(name string) string {
+	s, ok := f.m[name].(string)
+	if !ok {
+		f.fail(name)
+	}
+	return s
+}
+
+func (f *entryFields) int(name string) int64 {
+	n, err := strconv.ParseInt(f.str(name), 10, 64)
+	if err != nil {
+		f.fail(name)
+	}
+	return n
+}
+
+func (f *entryFields) time(name string) time.Time {
+	s := f.str(name)
+	if s == "" {
+		return time.Time{}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		f.fail(name)
+		return time.Time{}
+	}
+	return time.UnixMicro(n).UTC()
+}
+
+// decodeJSONEntry reads an entry of the earlier format: {kind, data: JSON}.
+func decodeJSONEntry(e Entry, fields map[string]any) (Entry, error) {
+	data, _ := fields[FieldData].(string)
+	var err error
+	switch e.Kind {
+	case KindVote:
+		e.Vote, err = decodeJSON[Vote](data)
+	case KindOrder:
+		e.Order, err = decodeJSON[Order](data)
+	default:
+		return e, fmt.Errorf("decode entry %s: unknown kind %q", e.StreamID, e.Kind)
+	}
+	if err != nil {
+		return e, fmt.Errorf("decode %s entry %s: %w", e.Kind, e.StreamID, err)
+	}
+	return e, nil
+}
+
+func decodeJSON[T any, P interface {
+	*T
+	Validate() error
+}](data string) (*T, error) {
+	var v T
+	if err := json.Unmarshal([]byte(data), &v); err != nil {
+		return nil, err
+	}
+	if err := P(&v).Validate(); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
