@@ -6,9 +6,11 @@ import (
 	"github.com/surge-vote/surge/internal/stackfile"
 )
 
-// renderCommand prints docker-stack.yml for N shards and M workers:
+// renderCommand prints docker-stack.yml for N shards and M workers, with TLS
+// at HAProxy if asked:
 //
 //	go run ./stack render --shards 5 --workers 3 > docker-stack.yml
+//	go run ./stack render --tls > docker-stack.tls.yml
 func renderCommand() *cobra.Command {
 	opt := stackfile.Defaults()
 	cmd := &cobra.Command{
@@ -30,5 +32,7 @@ func renderCommand() *cobra.Command {
 	f.IntVar(&opt.WebReplicas, "web-replicas", opt.WebReplicas, "frontends per shard")
 	f.IntVar(&opt.AdminReplicas, "admin-replicas", opt.AdminReplicas, "admin replicas")
 	f.IntVar(&opt.ResultReplicas, "result-replicas", opt.ResultReplicas, "result replicas")
+	f.BoolVar(&opt.TLS, "tls", opt.TLS, "HTTPS at HAProxy (HTTPS_PORT, default 443) with the certificate and key in the Swarm secret "+
+		stackfile.TLSSecret+"; HTTP redirects to it. Write the file next to docker-stack.yml: it finds haproxy.cfg from there")
 	return cmd
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // `stack render` prints the committed docker-stack.yml by default, and the
-// stack for the sizes its flags give.
+// stack for the sizes its flags give, with TLS at HAProxy with --tls.
 func TestRenderCommand(t *testing.T) {
 	render := func(args ...string) (string, error) {
 		var out, errOut bytes.Buffer
@@ -38,6 +38,16 @@ func TestRenderCommand(t *testing.T) {
 	want, _ := stackfile.Render(opt)
 	if got != string(want) || !strings.Contains(got, "  web-5:") || !strings.Contains(got, "replicas: 3") {
 		t.Fatal("render --shards 5 --workers 3 is not the 5-shard, 3-worker stack")
+	}
+	got, err = render("--tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt = stackfile.Defaults()
+	opt.TLS = true
+	want, _ = stackfile.Render(opt)
+	if got != string(want) || got == string(committed) || !strings.Contains(got, "TLS_CRT") {
+		t.Fatal("render --tls is not the default stack with TLS at HAProxy")
 	}
 	if _, err := render("--shards", "0"); err == nil {
 		t.Fatal("render --shards 0: no error")

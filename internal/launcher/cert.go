@@ -15,10 +15,10 @@ import (
 	"time"
 )
 
-// selfSignedCert writes a certificate for 127.0.0.1 and localhost, with its
+// SelfSignedCert writes a certificate for 127.0.0.1 and localhost, with its
 // key, to dir/tls.pem (HAProxy's format) and returns the path and the
 // certificate PEM for clients to trust.
-func selfSignedCert(dir string) (path string, certPEM []byte, err error) {
+func SelfSignedCert(dir string) (path string, certPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", nil, fmt.Errorf("tls key: %w", err)

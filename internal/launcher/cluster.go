@@ -176,7 +176,7 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 			return nil, err
 		}
 		hc.TLSBind = addr(tlsPort)
-		if hc.TLSCert, c.CACert, err = selfSignedCert(opt.Dir); err != nil {
+		if hc.TLSCert, c.CACert, err = SelfSignedCert(opt.Dir); err != nil {
 			return nil, err
 		}
 		c.TLSURL = "https://" + hc.TLSBind

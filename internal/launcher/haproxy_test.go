@@ -20,7 +20,7 @@ func TestHAProxyConfigIsValid(t *testing.T) {
 		{"with admin", HAProxyConfig{Bind: "127.0.0.1:8080", Web: []string{"127.0.0.1:1"}, Result: []string{"127.0.0.1:3"}, Admin: []string{"127.0.0.1:4"}},
 			[]string{"use_backend admin if to_admin", "server admin0 127.0.0.1:4 check"}},
 	}
-	cert, _, err := selfSignedCert(t.TempDir())
+	cert, _, err := SelfSignedCert(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

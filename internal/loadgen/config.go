@@ -60,6 +60,10 @@ type Config struct {
 
 	Verify       bool
 	DrainTimeout time.Duration
+	// Stop, when closed, ends the load early as if Duration had passed: the
+	// requests in flight are answered, and the run reports and verifies
+	// (a cancelled ctx skips the verification).
+	Stop <-chan struct{}
 
 	JSONPath string // report file; "" for none
 	PlotPath string // .png or .svg; "" for none

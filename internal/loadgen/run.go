@@ -274,10 +274,12 @@ func (r *runner) attack(ctx context.Context, rate float64, dur time.Duration, bu
 	go func() {
 		select {
 		case <-ctx.Done():
-			atk.Stop()
-			r.work.Close()
+		case <-r.cfg.Stop:
 		case <-done:
+			return
 		}
+		atk.Stop()
+		r.work.Close()
 	}()
 	var sent int64
 	for res := range atk.Attack(r.work.Targeter(), pacer(rate, budget), dur, "surge-load") {
@@ -297,7 +299,7 @@ func (r *runner) findMax(ctx context.Context) {
 	budget := cfg.MaxRequests
 	rate, good, bad := cfg.StartRate, 0.0, 0.0
 	r.report.Objective = fmt.Sprintf("p%g <= %s, errors <= %.2g%%, achieved >= 90%% of the rate", cfg.ObjectiveQ, cfg.Objective, cfg.MaxErrorRatio*100)
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && !r.stopped() {
 		left := time.Until(deadline)
 		dur := min(cfg.StepDuration, left)
 		if dur < cfg.StepDuration/2 || dur < time.Second {
@@ -352,6 +354,16 @@ func (r *runner) findMax(ctx context.Context) {
 		case <-ctx.Done():
 		case <-time.After(500 * time.Millisecond):
 		}
+	}
+}
+
+// stopped reports whether cfg.Stop is closed.
+func (r *runner) stopped() bool {
+	select {
+	case <-r.cfg.Stop:
+		return true
+	default:
+		return false
 	}
 }
 

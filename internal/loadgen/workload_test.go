@@ -213,3 +213,28 @@ func TestWorkloadTimeoutsAreUnknown(t *testing.T) {
 		t.Errorf("no unknown vote was counted, though the server counts them all: %+v", v)
 	}
 }
+
+// Config.Stop ends a paced load long before its duration, and the requests
+// in flight are answered, not cut short: nothing is left unknown.
+func TestStopEndsTheLoadEarly(t *testing.T) {
+	f := newFake()
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	ledger, stats := NewLedger(), NewStats(time.Now())
+	w := NewWorkload(u, WorkloadConfig{Voters: 60, ChangeRatio: 0.5, Poll: "p", Choices: []string{"a", "b", "c"}, Seed: 7},
+		ledger, stats, &http.Transport{})
+	stop := make(chan struct{})
+	r := &runner{cfg: Config{Connections: 8, Stop: stop}, work: w, load: &http.Client{Transport: w, Timeout: 5 * time.Second}}
+	time.AfterFunc(500*time.Millisecond, func() { close(stop) })
+	began := time.Now()
+	sent := r.attack(context.Background(), 200, time.Minute, 1_000_000)
+	w.Close()
+	if took := time.Since(began); took > 3*time.Second || sent < 20 || sent > 200 {
+		t.Fatalf("a 1-minute load at 200/s stopped after 0.5 s: took %s and sent %d requests", took, sent)
+	}
+	v := Verify(ledger, f.observed())
+	if !v.OK() || v.UnknownVotes != 0 || stats.Summary(false).ByClass["202"] != sent {
+		t.Fatalf("verdict %+v, answers %v, sent %d: want every request answered 202", v, stats.Summary(false).ByClass, sent)
+	}
+}

@@ -3,6 +3,8 @@ package stackfile
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"os"
@@ -13,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -117,8 +120,10 @@ func sorted(s ...string) []string { sort.Strings(s); return s }
 // Cross-checks with compose-go: services, images and their variables,
 // networks, secrets, volumes, placement, health and update policies.
 func TestStackStructure(t *testing.T) {
-	for _, opt := range []Options{Defaults(), {Shards: 5, Workers: 3, WebReplicas: 2, AdminReplicas: 2, ResultReplicas: 3}} {
-		t.Run(fmt.Sprintf("%d shards %d workers", opt.Shards, opt.Workers), func(t *testing.T) {
+	tls := Defaults()
+	tls.TLS = true
+	for _, opt := range []Options{Defaults(), {Shards: 5, Workers: 3, WebReplicas: 2, AdminReplicas: 2, ResultReplicas: 3}, tls} {
+		t.Run(fmt.Sprintf("%d shards %d workers tls %v", opt.Shards, opt.Workers, opt.TLS), func(t *testing.T) {
 			text, err := Render(opt)
 			if err != nil {
 				t.Fatal(err)
@@ -165,18 +170,43 @@ func checkStructure(t *testing.T, opt Options, p *types.Project) {
 			t.Errorf("network %s: internal = %v", name, n.Internal)
 		}
 	}
+	wantPorts := []string{fmt.Sprintf("80:%d/host", ListenPort)}
+	if opt.TLS {
+		wantPorts = append(wantPorts, fmt.Sprintf("443:%d/host", TLSPort))
+	}
 	for name, s := range p.Services {
 		for n := range s.Networks {
 			if _, ok := p.Networks[n]; !ok {
 				t.Errorf("%s: network %s is not declared", name, n)
 			}
 		}
+		var ports []string
+		for _, pc := range s.Ports {
+			ports = append(ports, fmt.Sprintf("%s:%d/%s", pc.Published, pc.Target, pc.Mode))
+		}
 		if name == "haproxy" {
-			if len(s.Ports) != 1 || s.Ports[0].Target != ListenPort || s.Ports[0].Published != "80" || s.Ports[0].Mode != "host" {
-				t.Errorf("haproxy ports %+v, want 80 → %d in host mode", s.Ports, ListenPort)
+			if !slices.Equal(ports, wantPorts) {
+				t.Errorf("haproxy ports %v, want %v", ports, wantPorts)
 			}
-		} else if len(s.Ports) > 0 {
-			t.Errorf("%s publishes %+v: only HAProxy may", name, s.Ports)
+		} else if len(ports) > 0 {
+			t.Errorf("%s publishes %v: only HAProxy may", name, ports)
+		}
+	}
+	// The stores in particular: nothing published, and only on internal
+	// networks, so nothing outside the overlays reaches them.
+	stores := []string{"postgres"}
+	for k := 1; k <= opt.Shards; k++ {
+		stores = append(stores, fmt.Sprintf("redis-%d", k))
+	}
+	for _, name := range stores {
+		s := p.Services[name]
+		if len(s.Ports) > 0 || len(s.Networks) == 0 {
+			t.Errorf("%s: ports %+v, networks %v: want none published, and some network", name, s.Ports, networks(s))
+		}
+		for n := range s.Networks {
+			if !p.Networks[n].Internal {
+				t.Errorf("%s is on network %s, which is not internal", name, n)
+			}
 		}
 	}
 	check := func(name string, nets ...string) {
@@ -281,6 +311,28 @@ func checkStructure(t *testing.T, opt Options, p *types.Project) {
 			}
 		}
 	}
+	// TLS: the certificate is a secret of HAProxy's only, and TLS_CRT (which
+	// turns HTTPS on in haproxy.cfg) names it.
+	hap := p.Services["haproxy"]
+	_, declared := p.Secrets[TLSSecret]
+	if declared != opt.TLS || (env(hap, "TLS_CRT") != "") != opt.TLS {
+		t.Errorf("TLS %v, but secret %s declared %v, haproxy TLS_CRT %q", opt.TLS, TLSSecret, declared, env(hap, "TLS_CRT"))
+	}
+	if opt.TLS {
+		if len(hap.Secrets) != 1 || hap.Secrets[0].Source != TLSSecret || env(hap, "TLS_CRT") != "/run/secrets/"+TLSSecret {
+			t.Errorf("haproxy: secrets %+v, TLS_CRT %q: want %s mounted where TLS_CRT points", hap.Secrets, env(hap, "TLS_CRT"), TLSSecret)
+		}
+		if got := env(hap, "HTTPS_PORT"); got != "443" {
+			t.Errorf("haproxy: HTTPS_PORT %q, want the published HTTPS port, 443 by default", got)
+		}
+		for name, s := range p.Services {
+			for _, sec := range s.Secrets {
+				if sec.Source == TLSSecret && name != "haproxy" {
+					t.Errorf("%s mounts the TLS key", name)
+				}
+			}
+		}
+	}
 	wantFiles := map[string][]string{
 		"postgres": {"POSTGRES_PASSWORD_FILE"}, "admin": {"SURGE_POSTGRES_PASSWORD_FILE", "SURGE_ADMIN_PASSWORD_FILE"},
 		"result": {"SURGE_POSTGRES_PASSWORD_FILE"}, "worker": {"SURGE_POSTGRES_PASSWORD_FILE"},
@@ -344,14 +396,16 @@ func checkStructure(t *testing.T, opt Options, p *types.Project) {
 	}
 }
 
-// Every image, and the published port, come from a variable.
+// Every image, and the published ports, come from a variable.
 func TestStackVariables(t *testing.T) {
-	text, err := Render(Defaults())
+	opt := Defaults()
+	opt.TLS = true
+	text, err := Render(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := load(t, text, map[string]string{"SURGE_IMAGE": "registry.example/surge", "SURGE_TAG": "1.2.3",
-		"REDIS_IMAGE": "r:1", "POSTGRES_IMAGE": "p:1", "HAPROXY_IMAGE": "h:1", "HTTP_PORT": "8000"})
+		"REDIS_IMAGE": "r:1", "POSTGRES_IMAGE": "p:1", "HAPROXY_IMAGE": "h:1", "HTTP_PORT": "8000", "HTTPS_PORT": "8001"})
 	for name, s := range p.Services {
 		want := "registry.example/surge:1.2.3"
 		switch {
@@ -366,8 +420,13 @@ func TestStackVariables(t *testing.T) {
 			t.Errorf("%s: image %q, want %q", name, s.Image, want)
 		}
 	}
-	if got := p.Services["haproxy"].Ports[0].Published; got != "8000" {
+	hap := p.Services["haproxy"]
+	if got := hap.Ports[0].Published; got != "8000" {
 		t.Errorf("HTTP_PORT=8000 published %q", got)
+	}
+	// HAProxy redirects to the published HTTPS port, so it must know it.
+	if got, inside := hap.Ports[1].Published, env(hap, "HTTPS_PORT"); got != "8001" || inside != "8001" {
+		t.Errorf("HTTPS_PORT=8001 published %q, and HAProxy's HTTPS_PORT is %q", got, inside)
 	}
 }
 
@@ -383,16 +442,29 @@ func TestDockerStackConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bigPath := filepath.Join(t.TempDir(), "docker-stack.yml")
+	tlsOpt := Defaults()
+	tlsOpt.TLS = true
+	tls, err := Render(tlsOpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bigPath, tlsPath := filepath.Join(dir, "docker-stack.yml"), filepath.Join(dir, "docker-stack.tls.yml")
 	os.WriteFile(bigPath, big, 0o644)
-	for _, path := range []string{filepath.Join(root, "docker-stack.yml"), bigPath} {
+	os.WriteFile(tlsPath, tls, 0o644)
+	common := []string{"image: surge:latest", "image: redis:7", "image: postgres:16", "image: haproxy:2.8", "published: 80", "mode: host"}
+	for path, wants := range map[string][]string{
+		filepath.Join(root, "docker-stack.yml"): common,
+		bigPath:                                 common,
+		tlsPath:                                 append([]string{"published: 443", fmt.Sprintf("target: %d", TLSPort), "TLS_CRT: /run/secrets/" + TLSSecret}, common...),
+	} {
 		cmd := exec.Command("docker", "stack", "config", "-c", path)
-		cmd.Env = append(os.Environ(), "HTTP_PORT=", "SURGE_IMAGE=", "SURGE_TAG=")
+		cmd.Env = append(os.Environ(), "HTTP_PORT=", "HTTPS_PORT=", "SURGE_IMAGE=", "SURGE_TAG=")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("docker stack config -c %s: %v\n%s", path, err, out)
 		}
-		for _, want := range []string{"image: surge:latest", "image: redis:7", "image: postgres:16", "image: haproxy:2.8", "published: 80", "mode: host"} {
+		for _, want := range wants {
 			if !strings.Contains(string(out), want) {
 				t.Errorf("docker stack config -c %s: no %q in\n%s", path, want, out)
 			}
@@ -400,12 +472,14 @@ func TestDockerStackConfig(t *testing.T) {
 	}
 }
 
-// haproxy -c accepts the Swarm config, and it routes as the stack expects.
+// haproxy -c accepts the Swarm config, with and without TLS, and it routes
+// as the stack expects.
 func TestHAProxyConfig(t *testing.T) {
 	cfg := string(deploy.HAProxyConfig)
 	for _, want := range []string{
 		"nameserver swarm 127.0.0.11:53",
 		fmt.Sprintf("bind :%d", ListenPort),
+		fmt.Sprintf(`bind :%d ssl crt "${TLS_CRT}"`, TLSPort), ".if defined(TLS_CRT)",
 		"init-addr none resolvers docker",
 		fmt.Sprintf("server-template web %d tasks.%s:%d check", WebSlots, WebAlias, ListenPort),
 		fmt.Sprintf("server-template result 16 tasks.result:%d check", ListenPort),
@@ -425,60 +499,149 @@ func TestHAProxyConfig(t *testing.T) {
 		}
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(bin, "-c", "-f", filepath.Join(repoRoot(t), deploy.HAProxyConfigPath)).CombinedOutput(); err != nil {
-		t.Fatalf("haproxy -c: %v\n%s", err, out)
+	crt, _, err := launcher.SelfSignedCert(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, env := range map[string][]string{
+		"plain":                {},
+		"TLS on 443":           {"TLS_CRT=" + crt, "HTTPS_PORT=443"},
+		"TLS on another port":  {"TLS_CRT=" + crt, "HTTPS_PORT=8443"},
+		"TLS, missing the crt": {"TLS_CRT=" + filepath.Join(t.TempDir(), "none.pem"), "HTTPS_PORT=443"},
+	} {
+		cmd := exec.Command(bin, "-c", "-f", filepath.Join(repoRoot(t), deploy.HAProxyConfigPath))
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		// The check must be able to fail: a crt that is not there is refused.
+		if wantOK := !strings.Contains(name, "missing"); (err == nil) != wantOK {
+			t.Errorf("%s: haproxy -c: %v, want success %v\n%s", name, err, wantOK, out)
+		}
 	}
 }
 
-// The per-address limit: RATE_PER_IP requests per 10 s, then 429; 0 is no
-// limit. HAProxy runs here with the Swarm config, its binds moved to free
-// loopback ports; no server resolves, so every request it lets through gets
-// a 503.
-func TestHAProxyRateLimit(t *testing.T) {
-	if testing.Short() {
-		t.Skip("SKIP: starts haproxy")
-	}
+// haproxy runs HAProxy with the Swarm config and env, its binds moved to
+// free loopback ports. No server resolves, so every request it lets through
+// gets a 503. It returns the HTTP and HTTPS addresses.
+func haproxy(t *testing.T, env ...string) (httpAddr, httpsAddr string) {
+	t.Helper()
 	bin, err := launcher.LookBinary("haproxy")
 	if err != nil {
 		t.Fatal(err)
+	}
+	ports := map[int]int{}
+	cfg := string(deploy.HAProxyConfig)
+	for _, inside := range []int{ListenPort, TLSPort, 8404} {
+		if ports[inside], err = launcher.FreePort(); err != nil {
+			t.Fatal(err)
+		}
+		cfg = strings.Replace(cfg, fmt.Sprintf("bind :%d", inside), fmt.Sprintf("bind 127.0.0.1:%d", ports[inside]), 1)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := launcher.StartProc(launcher.ProcSpec{Name: "haproxy", Path: bin, Args: []string{"-db", "-f", path},
+		Env: env, Log: filepath.Join(dir, "haproxy.log")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Kill() })
+	httpAddr, httpsAddr = fmt.Sprintf("127.0.0.1:%d", ports[ListenPort]), fmt.Sprintf("127.0.0.1:%d", ports[TLSPort])
+	if err := launcher.WaitTCP(context.Background(), httpAddr, p); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "haproxy.log"))
+		t.Fatalf("haproxy %v: %v\n%s", env, err, log)
+	}
+	return httpAddr, httpsAddr
+}
+
+// The per-address limit: RATE_PER_IP requests per 10 s, then 429; 0 is no
+// limit.
+func TestHAProxyRateLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIP: starts haproxy")
 	}
 	for _, tc := range []struct {
 		limit    string
 		want429s int
 	}{{"5", 15}, {"0", 0}} {
-		port, _ := launcher.FreePort()
-		health, _ := launcher.FreePort()
-		cfg := strings.Replace(string(deploy.HAProxyConfig), fmt.Sprintf("bind :%d", ListenPort), fmt.Sprintf("bind 127.0.0.1:%d", port), 1)
-		cfg = strings.Replace(cfg, "bind :8404", fmt.Sprintf("bind 127.0.0.1:%d", health), 1)
-		dir := t.TempDir()
-		path := filepath.Join(dir, "haproxy.cfg")
-		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		p, err := launcher.StartProc(launcher.ProcSpec{Name: "haproxy", Path: bin, Args: []string{"-db", "-f", path},
-			Env: []string{"RATE_PER_IP=" + tc.limit}, Log: filepath.Join(dir, "haproxy.log")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		if err := launcher.WaitTCP(context.Background(), addr, p); err != nil {
-			p.Kill()
-			log, _ := os.ReadFile(filepath.Join(dir, "haproxy.log"))
-			t.Fatalf("RATE_PER_IP=%s: %v\n%s", tc.limit, err, log)
-		}
+		addr, _ := haproxy(t, "RATE_PER_IP="+tc.limit)
 		statuses := map[int]int{}
 		for range 20 {
 			resp, err := http.Get("http://" + addr + "/")
 			if err != nil {
-				p.Kill()
 				t.Fatal(err)
 			}
 			resp.Body.Close()
 			statuses[resp.StatusCode]++
 		}
-		p.Kill()
 		if statuses[429] != tc.want429s || statuses[503] != 20-tc.want429s {
 			t.Errorf("RATE_PER_IP=%s: statuses %v, want %d × 429 and the rest 503", tc.limit, statuses, tc.want429s)
 		}
+	}
+}
+
+// TLS at HAProxy (the --tls stack): plain HTTP is redirected to the same
+// host and path on the published HTTPS port, and every HTTPS answer, even
+// one HAProxy makes itself, carries HSTS. Without TLS_CRT there is no HTTPS
+// and no redirect.
+func TestHAProxyTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIP: starts haproxy")
+	}
+	dir := t.TempDir()
+	crt, certPEM, err := launcher.SelfSignedCert(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	client := &http.Client{Timeout: 5 * time.Second,
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, tc := range []struct {
+		name, httpsPort, host string
+		tls                   bool
+		location              string // for http://<host>/results/x?y=1
+	}{
+		{name: "published on 443", tls: true, httpsPort: "443", host: "surge.example:8000", location: "https://surge.example/results/x?y=1"},
+		{name: "published elsewhere", tls: true, httpsPort: "8001", host: "surge.example", location: "https://surge.example:8001/results/x?y=1"},
+		{name: "IPv6 host", tls: true, httpsPort: "8001", host: "[::1]:8000", location: "https://[::1]:8001/results/x?y=1"},
+		{name: "no TLS", host: "surge.example"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var env []string
+			if tc.tls {
+				env = []string{"TLS_CRT=" + crt, "HTTPS_PORT=" + tc.httpsPort}
+			}
+			httpAddr, httpsAddr := haproxy(t, env...)
+			req, _ := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/results/x?y=1", nil)
+			req.Host = tc.host
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if !tc.tls {
+				if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Strict-Transport-Security") != "" {
+					t.Errorf("plain HTTP without TLS: %s, HSTS %q: want it served (503, no server), no HSTS", resp.Status, resp.Header.Get("Strict-Transport-Security"))
+				}
+				if _, err := client.Get("https://" + httpsAddr + "/"); err == nil {
+					t.Error("HTTPS answered without TLS_CRT")
+				}
+				return
+			}
+			if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != tc.location {
+				t.Errorf("plain HTTP: %s to %q, want 301 to %q", resp.Status, resp.Header.Get("Location"), tc.location)
+			}
+			resp, err = client.Get("https://" + httpsAddr + "/results/x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable || !strings.HasPrefix(resp.Header.Get("Strict-Transport-Security"), "max-age=") {
+				t.Errorf("HTTPS: %s, HSTS %q: want HAProxy's 503 with HSTS", resp.Status, resp.Header.Get("Strict-Transport-Security"))
+			}
+		})
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/surge-vote/surge/internal/launcher"
 	"github.com/surge-vote/surge/internal/stackfile"
-	"github.com/surge-vote/surge/stack/deploy"
 )
 
 // The stack is deployed under this name, as in the README.
@@ -82,7 +80,8 @@ func randomHex(n int) string {
 
 // TestSwarmStack deploys the committed docker-stack.yml on a single-node
 // Swarm of this machine's engine and exercises it through HAProxy's
-// published port: steps 1 to 7 of the deployment issue.
+// published port: steps 1 to 7 of the deployment issue, then docker kill of
+// a Redis, a frontend and Postgres under load, and TLS from a Swarm secret.
 func TestSwarmStack(t *testing.T) {
 	e := loadEnv(t)
 	start := time.Now()
@@ -114,17 +113,8 @@ func TestSwarmStack(t *testing.T) {
 		if !slices.Equal(names, e.expectedServices) {
 			return fmt.Errorf("services %v, want %v", names, e.expectedServices)
 		}
-		if err := converged(stack); err != nil {
+		if err := e.healthy(); err != nil {
 			return err
-		}
-		// HAProxy has found, through Docker's DNS, and checked every task.
-		up, err := haproxyUp()
-		if err != nil {
-			return err
-		}
-		want := map[string]int{"web": len(e.webServices), "result": 2, "admin": 2}
-		if !maps.Equal(up, want) {
-			return fmt.Errorf("HAProxy servers up: %v, want %v", up, want)
 		}
 		_, _, err = c.counts(ctx)
 		return err
@@ -133,6 +123,10 @@ func TestSwarmStack(t *testing.T) {
 	}
 	step("2. all %d services converged and every container is healthy", len(e.expectedServices))
 	logRestarts(t)
+	// Redis and Postgres are out of reach: nothing published, internal
+	// networks only.
+	e.checkInternals(t, hostPort(e.port, stackfile.ListenPort))
+	step("2. only HAProxy publishes (%d, host mode); every redis-k and postgres sits on internal networks only", e.port)
 
 	baseFinal, baseTotal, err := c.counts(ctx)
 	if err != nil {
@@ -246,6 +240,11 @@ func TestSwarmStack(t *testing.T) {
 	e.checkQueues(t)
 	step("5. nothing lost: counts match exactly (%v), no pending entries, no dead letters; the killed task was replaced", final)
 
+	// 5. docker kill of a shard's Redis, a frontend and Postgres, each under
+	// the load tool's votes and orders: Swarm restarts them, the stores keep
+	// their data, and the verifier finds nothing lost or doubled.
+	e.killUnderLoad(t, ctx, c, final, step)
+
 	// 6. A new image tag rolled over every web service under a steady load:
 	// not one failed request.
 	e.rollImage = e.image + ":swarmtest-roll"
@@ -321,7 +320,10 @@ func TestSwarmStack(t *testing.T) {
 	// As the README says to add a shard to a running stack: label a node,
 	// render with one more shard, deploy again; under a steady load, with no
 	// failed request. HAProxy finds the new frontend with no config change.
-	e.addShard(t, ctx, c, expect, step)
+	final = e.addShard(t, ctx, c, expect, step)
+
+	// TLS at HAProxy, from a Swarm secret: the stack rendered with --tls.
+	e.checkTLS(t, ctx, final, step)
 
 	// 7. Tear down: t.Cleanup, which also runs when a step fails.
 	step("done in %s; tearing down", time.Since(start).Round(time.Second))
@@ -567,26 +569,13 @@ func haproxyUp() (map[string]int, error) {
 }
 
 // addShard deploys the stack again with one shard more, under load.
-func (e *env) addShard(t *testing.T, ctx context.Context, c *client, expect *tally, step func(string, ...any)) {
+// It returns the default poll's counts after it.
+func (e *env) addShard(t *testing.T, ctx context.Context, c *client, expect *tally, step func(string, ...any)) map[string]int64 {
 	ts := time.Now()
 	k := e.shards + 1
 	opt := stackfile.Defaults()
 	opt.Shards = k
-	text, err := stackfile.Render(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The stack file finds haproxy.cfg relative to itself.
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, filepath.FromSlash(deploy.HAProxyConfigPath))
-	os.MkdirAll(filepath.Dir(cfg), 0o755)
-	if err := os.WriteFile(cfg, deploy.HAProxyConfig, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(dir, "docker-stack.yml")
-	if err := os.WriteFile(file, text, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := writeStack(t, opt, "docker-stack.yml")
 	node := must(t, "info", "--format", "{{.Swarm.NodeID}}")
 	must(t, "node", "update", "--label-add", stackfile.ShardNodeLabel(k)+"=true", node)
 	e.labelled = append(e.labelled, stackfile.ShardNodeLabel(k))
@@ -610,7 +599,7 @@ func (e *env) addShard(t *testing.T, ctx context.Context, c *client, expect *tal
 	e.redisServices = append(e.redisServices, fmt.Sprintf("%s_redis-%d", stack, k))
 	e.expectedServices = append(e.expectedServices, fmt.Sprintf("%s_web-%d", stack, k), fmt.Sprintf("%s_redis-%d", stack, k))
 	sort.Strings(e.expectedServices)
-	err = eventually(4*time.Minute, 2*time.Second, func() error {
+	err := eventually(4*time.Minute, 2*time.Second, func() error {
 		if err := converged(stack); err != nil {
 			return err
 		}
@@ -662,4 +651,5 @@ func (e *env) addShard(t *testing.T, ctx context.Context, c *client, expect *tal
 	waitCounts(t, ctx, c, final, "after adding a shard")
 	e.checkQueues(t)
 	step("+. %s answered %d of 300 new voters; counts match exactly: %v", newWeb, pnodes[newWeb], final)
+	return final
 }
