@@ -85,6 +85,11 @@ type Shard struct {
 	store Store
 	opt   Options
 	log   *slog.Logger
+	// replay is set when entries may be pending on this consumer with
+	// nobody working on them: an ack failed, or a read failed after Redis
+	// may have delivered. They are replayed before the next new read
+	// rather than waiting ClaimIdle for a claim.
+	replay bool
 }
 
 // NewShard returns a drainer for one shard.
@@ -110,6 +115,12 @@ func (s *Shard) Run(ctx context.Context) error {
 	claimCursor := "0-0"
 	backoff := newBackoff()
 	for ctx.Err() == nil {
+		if s.replay {
+			s.replay = false
+			if err := s.replayOwn(ctx); err != nil {
+				return nil
+			}
+		}
 		if time.Since(lastClaim) >= s.opt.ClaimEvery {
 			msgs, next, err := s.q.Claim(ctx, claimCursor, s.opt.ClaimIdle, s.opt.BatchSize)
 			if err != nil {
@@ -178,6 +189,7 @@ func (s *Shard) redisTrouble(ctx context.Context, err error, b *backoff) {
 	}
 	s.opt.Metrics.RedisErrors.WithLabelValues(s.opt.Shard).Inc()
 	s.log.Warn("redis unavailable", "err", err)
+	s.replay = true
 	b.wait(ctx)
 }
 
@@ -282,6 +294,7 @@ func (s *Shard) finish(ctx context.Context, committed, ids []string) {
 		// Committed but not acknowledged: the entries will be delivered
 		// again, and applying them again changes nothing.
 		s.log.Warn("ack failed; entries will be redelivered", "entries", len(ids), "err", err)
+		s.replay = true
 	}
 }
 

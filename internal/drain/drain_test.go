@@ -56,6 +56,8 @@ type fakeQueue struct {
 	readNews   int               // ReadNew calls
 	acked      []string
 	ackCalls   int
+	ackFails   int // the first ackFails Ack calls fail
+	newFails   int // the first newFails ReadNew calls fail
 	dead       []deadLetter
 	deadErr    error // returned by DeadLetter when set
 	deadFailed []string
@@ -81,6 +83,12 @@ func (q *fakeQueue) ReadOwnPending(ctx context.Context, after string, count int6
 func (q *fakeQueue) ReadNew(ctx context.Context, count int64, block time.Duration) ([]redis.Message, error) {
 	q.mu.Lock()
 	q.readNews++
+	if q.newFails > 0 {
+		q.newFails--
+		q.mu.Unlock()
+		q.log.add("read-new failed")
+		return nil, errors.New("connection reset")
+	}
 	if len(q.news) > 0 {
 		var out []redis.Message
 		out, q.news = q.news[0], q.news[1:]
@@ -108,6 +116,11 @@ func (q *fakeQueue) Ack(ctx context.Context, ids ...string) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.ackCalls++
+	if q.ackFails > 0 {
+		q.ackFails--
+		q.log.add("ack failed %s", strings.Join(ids, ","))
+		return errors.New("connection reset")
+	}
 	q.acked = append(q.acked, ids...)
 	q.log.add("ack %s", strings.Join(ids, ","))
 	return nil
@@ -780,6 +793,54 @@ func TestShardReplaysOwnPendingFirst(t *testing.T) {
 			strings.Join(events, "\n"))
 	}
 	h.checkNoViolations(t)
+}
+
+// Entries left pending on this consumer by a failed ack, or by a read
+// whose answer was lost, are replayed as soon as Redis answers again, not
+// after ClaimIdle (an hour here).
+func TestShardReplaysOwnPendingAfterRedisTrouble(t *testing.T) {
+	tests := []struct {
+		name               string
+		ackFails, newFails int
+		news, own          [][]redis.Message
+		wantCalls          [][]string
+		wantAfter          []string
+	}{
+		{
+			name: "failed ack", ackFails: 1,
+			news:      [][]redis.Message{{voteMsg(t, 1, 1), voteMsg(t, 2, 1)}},
+			own:       [][]redis.Message{nil, {voteMsg(t, 1, 2), voteMsg(t, 2, 2)}},
+			wantCalls: [][]string{{"v1", "v2"}, {"v1", "v2"}},
+			wantAfter: []string{"0", "0", "2-0"},
+		},
+		{
+			name: "failed read", newFails: 1,
+			own:       [][]redis.Message{nil, {voteMsg(t, 3, 2)}},
+			wantCalls: [][]string{{"v3"}},
+			wantAfter: []string{"0", "0", "3-0"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(nil)
+			h.q.ackFails, h.q.newFails, h.q.news, h.q.own = tt.ackFails, tt.newFails, tt.news, tt.own
+			stop := h.start(t)
+			h.waitUntil(t, "the entries acked", func() bool {
+				return len(h.q.ackedIDs()) == len(tt.wantCalls[len(tt.wantCalls)-1])
+			})
+			stop()
+			if calls := h.store.allCalls(); !slices.EqualFunc(calls, tt.wantCalls, slices.Equal) {
+				t.Errorf("store calls %v, want %v", calls, tt.wantCalls)
+			}
+			h.q.mu.Lock()
+			after := slices.Clone(h.q.ownAfter)
+			h.q.mu.Unlock()
+			if !slices.Equal(after, tt.wantAfter) {
+				t.Errorf("ReadOwnPending after = %v, want %v\nevents:\n%s", after, tt.wantAfter, strings.Join(h.q.log.snapshot(), "\n"))
+			}
+			h.checkNoViolations(t)
+		})
+	}
 }
 
 func TestShardProcessesClaimedEntries(t *testing.T) {

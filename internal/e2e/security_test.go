@@ -43,6 +43,20 @@ func TestEdgeTLSAndPerAddressRateLimit(t *testing.T) {
 	if resp.StatusCode != http.StatusMovedPermanently || !strings.HasPrefix(resp.Header.Get("Location"), c.TLSURL) {
 		t.Fatalf("plain HTTP: %d to %q, want 301 to %s", resp.StatusCode, resp.Header.Get("Location"), c.TLSURL)
 	}
+	// A client that named the host by an IPv6 literal keeps it whole.
+	req, err := http.NewRequest(http.MethodGet, c.URL+"/results?x=1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "[::1]:8080"
+	if resp, err = plain.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	_, tlsPort, _ := strings.Cut(strings.TrimPrefix(c.TLSURL, "https://"), ":")
+	if want := "https://[::1]:" + tlsPort + "/results?x=1"; resp.Header.Get("Location") != want {
+		t.Fatalf("IPv6 host: redirected to %q, want %q", resp.Header.Get("Location"), want)
+	}
 
 	flooder, other := clientFrom(t, c, "127.0.0.2"), clientFrom(t, c, "127.0.0.3")
 	resp, err = other.Post(c.TLSURL+"/vote", "application/json", strings.NewReader(`{"choice":"cats"}`))

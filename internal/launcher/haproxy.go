@@ -51,7 +51,8 @@ frontend front
 {{- if eq .TLSPort "443"}}
     http-request redirect scheme https code 301 unless { ssl_fc }
 {{- else}}
-    http-request redirect location https://%[req.hdr(host),field(1,:)]:{{.TLSPort}}%[capture.req.uri] code 301 unless { ssl_fc }
+    # The host without its port (an IPv6 literal keeps its colons).
+    http-request redirect location 'https://%[req.hdr(host),regsub(:[0-9]+$,)]:{{.TLSPort}}%[capture.req.uri]' code 301 unless { ssl_fc }
 {{- end}}
     http-request set-header X-Forwarded-Proto https if { ssl_fc }
     http-response set-header Strict-Transport-Security "max-age=63072000" if { ssl_fc }

@@ -30,7 +30,7 @@ func TestHAProxyConfigIsValid(t *testing.T) {
 		want []string
 	}{"TLS and per-address limit", HAProxyConfig{Bind: "127.0.0.1:8080", Web: []string{"127.0.0.1:1"}, Result: []string{"127.0.0.1:3"},
 		RatePerIP: 100, TLSBind: "127.0.0.1:8443", TLSCert: cert},
-		[]string{"bind 127.0.0.1:8443 ssl crt " + cert, "redirect location https://%[req.hdr(host),field(1,:)]:8443%[capture.req.uri] code 301 unless { ssl_fc }",
+		[]string{"bind 127.0.0.1:8443 ssl crt " + cert, "redirect location 'https://%[req.hdr(host),regsub(:[0-9]+$,)]:8443%[capture.req.uri]' code 301 unless { ssl_fc }",
 			"Strict-Transport-Security", "http_req_rate(10s)", "deny_status 429 if { sc_http_req_rate(0) gt 100 }"}})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
