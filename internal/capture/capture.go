@@ -232,9 +232,16 @@ func (s *Server) openCatalog(cfg Config) error {
 }
 
 // poll finds a poll by id among the configured and stored polls.
-func (s *Server) poll(id string) (surge.Poll, bool) {
+// poll looks a poll up. A frontend that has just started (a proxy may send
+// it requests before its health check has run) waits for its first load of
+// the stored polls rather than refuse a vote for one of them as unknown.
+func (s *Server) poll(ctx context.Context, id string) (surge.Poll, bool) {
 	if s.catalog != nil {
-		return s.catalog.Poll(id)
+		p, ok := s.catalog.Poll(id)
+		if !ok && !s.catalog.Ready() && s.catalog.WaitReady(ctx) {
+			p, ok = s.catalog.Poll(id)
+		}
+		return p, ok
 	}
 	p, ok := s.static[id]
 	return p, ok
@@ -325,7 +332,7 @@ func (s *Server) postVote(c *gin.Context) {
 	if req.Poll == "" {
 		req.Poll = surge.DefaultPollID
 	}
-	poll, ok := s.poll(req.Poll)
+	poll, ok := s.poll(c.Request.Context(), req.Poll)
 	if !ok {
 		httpx.Error(c, s.log, surge.Errorf(surge.EINVALID, "unknown poll %q", req.Poll))
 		return
@@ -384,7 +391,7 @@ func (s *Server) getVotePage(c *gin.Context) {
 	if id == "" {
 		id = surge.DefaultPollID
 	}
-	poll, ok := s.poll(id)
+	poll, ok := s.poll(c.Request.Context(), id)
 	if !ok {
 		httpx.Error(c, s.log, surge.Errorf(surge.ENOTFOUND, "unknown poll %q", id))
 		return
@@ -411,8 +418,12 @@ func (s *Server) renderVotePage(c *gin.Context, poll surge.Poll, voted, current 
 }
 
 // health is unhealthy when the shard's Redis is unreachable, so the proxy
-// stops sending votes here.
+// stops sending votes here, and while a frontend that has just started has
+// not yet tried to load the stored polls, whose votes it would refuse.
 func (s *Server) health(ctx context.Context) error {
+	if s.catalog != nil && !s.catalog.Ready() {
+		return errors.New("polls: not loaded yet")
+	}
 	if err := s.client.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}

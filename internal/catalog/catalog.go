@@ -34,6 +34,8 @@ type Cache struct {
 	itemsGen  uint64 // the generation itemsJSON was loaded in
 	gen       atomic.Uint64
 	listening atomic.Bool
+	ready     chan struct{} // closed once the first load of the stored polls is over
+	readyOnce sync.Once
 
 	configPolls []surge.Poll
 	polls       atomic.Pointer[map[string]surge.Poll]
@@ -44,7 +46,7 @@ type Cache struct {
 
 // New returns a cache. configPolls are always known, even with Postgres down.
 func New(src Source, configPolls []surge.Poll, log *slog.Logger) *Cache {
-	c := &Cache{src: src, log: log, configPolls: configPolls,
+	c := &Cache{src: src, log: log, configPolls: configPolls, ready: make(chan struct{}),
 		Loads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "surge_catalog_db_loads_total", Help: "Catalogue reads that went to Postgres (cache misses).",
 		})}
@@ -52,8 +54,10 @@ func New(src Source, configPolls []surge.Poll, log *slog.Logger) *Cache {
 	return c
 }
 
-// Run keeps the cache in step with Postgres until ctx ends.
+// Run keeps the cache in step with Postgres until ctx ends. It first loads
+// the stored polls once (see Ready).
 func (c *Cache) Run(ctx context.Context, db *postgres.DB) {
+	c.LoadPolls(ctx)
 	db.Listen(ctx, c.log, []string{postgres.CatalogChannel, postgres.PollsChannel},
 		func(channel, _ string) {
 			switch channel {
@@ -71,6 +75,36 @@ func (c *Cache) Run(ctx context.Context, db *postgres.DB) {
 				c.reloadPolls(ctx)
 			}
 		})
+}
+
+// LoadPolls tries once to load the stored polls; the cache is Ready after
+// it, whether or not Postgres answered.
+func (c *Cache) LoadPolls(ctx context.Context) {
+	c.reloadPolls(ctx)
+	c.readyOnce.Do(func() { close(c.ready) })
+}
+
+// Ready reports whether the first load of the stored polls is over. Before
+// it, a vote for a poll created through admin would be refused as unknown.
+// After a failed first load (Postgres down) the cache has the configured
+// polls.
+func (c *Cache) Ready() bool {
+	select {
+	case <-c.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitReady waits until Ready or ctx ends, and reports Ready.
+func (c *Cache) WaitReady(ctx context.Context) bool {
+	select {
+	case <-c.ready:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // Listening reports whether the cache hears of changes; until it does,

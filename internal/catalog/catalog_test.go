@@ -131,3 +131,68 @@ func TestNotListeningMeansNoCaching(t *testing.T) {
 		t.Fatalf("%d queries, want 3", n)
 	}
 }
+
+// pollSource answers Polls when released, as a Postgres that is slow to
+// answer at start-up would.
+type pollSource struct {
+	polls   []surge.Poll
+	err     error
+	release chan struct{}
+}
+
+func (s *pollSource) Items(context.Context) ([]surge.Item, error) { return nil, nil }
+
+func (s *pollSource) Polls(ctx context.Context) ([]surge.Poll, error) {
+	<-s.release
+	return s.polls, s.err
+}
+
+// A new cache is not Ready until its first load of the stored polls is over,
+// and WaitReady holds a caller until then. A failed load still ends the wait,
+// with the configured polls only.
+func TestReadyAfterFirstPollLoad(t *testing.T) {
+	stored := surge.Poll{ID: "tea", Title: "Tea?", Options: []string{"yes", "no"}}
+	tests := []struct {
+		name      string
+		polls     []surge.Poll
+		err       error
+		wantStore bool
+	}{
+		{"postgres answers", []surge.Poll{stored}, nil, true},
+		{"postgres down", nil, errors.New("connection refused"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := &pollSource{polls: tt.polls, err: tt.err, release: make(chan struct{})}
+			c := catalog.New(src, surge.DefaultPolls(), slog.New(slog.DiscardHandler))
+			if c.Ready() {
+				t.Fatal("Ready before any load")
+			}
+			short, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+			defer cancel()
+			if c.WaitReady(short) {
+				t.Fatal("WaitReady returned true before any load")
+			}
+			waited := make(chan bool)
+			go func() { waited <- c.WaitReady(context.Background()) }()
+			loaded := make(chan struct{})
+			go func() { c.LoadPolls(context.Background()); close(loaded) }()
+			select {
+			case <-waited:
+				t.Fatal("WaitReady returned while the load was still running")
+			case <-time.After(20 * time.Millisecond):
+			}
+			close(src.release)
+			<-loaded
+			if !<-waited || !c.Ready() {
+				t.Fatal("not Ready after the first load")
+			}
+			if _, ok := c.Poll("tea"); ok != tt.wantStore {
+				t.Errorf("stored poll known = %v, want %v", ok, tt.wantStore)
+			}
+			if _, ok := c.Poll(surge.DefaultPollID); !ok {
+				t.Error("the configured poll is unknown")
+			}
+		})
+	}
+}

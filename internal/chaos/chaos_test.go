@@ -190,6 +190,13 @@ func run(t *testing.T, name string, c *cluster, fault func(ctx context.Context, 
 	if r.Lost != 0 || r.Duplicated != 0 || r.Oversold != 0 || r.Unexpected != 0 {
 		t.Errorf("%s: lost %d, duplicated %d, oversold %d, unexpected %d\n%s", name, r.Lost, r.Duplicated, r.Oversold, r.Unexpected, out.String())
 	}
+	// Every request the load tool sends is valid: a fault may make an
+	// answer unknown (5xx, a timeout), never a refusal.
+	for class, n := range rep.Summary.ByClass {
+		if strings.HasPrefix(class, "4") {
+			t.Errorf("%s: %d valid requests answered %s", name, n, class)
+		}
+	}
 	// The volume at full size; enough to mean something in a short run.
 	minVotes, minOrders := int64(1000), int64(100)
 	if *full {
