@@ -181,14 +181,7 @@ func (s *Server) postPoll(c *gin.Context) {
 
 func (s *Server) getAdminItems(c *gin.Context) {
 	items, err := s.db.Items(c.Request.Context())
-	if err != nil {
-		httpx.Error(c, s.log, err)
-		return
-	}
-	if items == nil {
-		items = []surge.Item{}
-	}
-	c.JSON(http.StatusOK, items)
+	httpx.List(c, s.log, items, err)
 }
 
 func (s *Server) getAdminPage(c *gin.Context) { s.renderAdminPage(c, http.StatusOK, nil, "", "", "") }
@@ -224,25 +217,11 @@ func (s *Server) getAuditVotes(c *gin.Context) {
 		poll = surge.DefaultPollID
 	}
 	votes, err := s.db.CountedVotes(c.Request.Context(), poll)
-	if err != nil {
-		httpx.Error(c, s.log, err)
-		return
-	}
-	if votes == nil {
-		votes = []postgres.VoteRecord{}
-	}
-	c.JSON(http.StatusOK, votes)
+	httpx.List(c, s.log, votes, err)
 }
 
 // getAuditOrders lists every applied order.
 func (s *Server) getAuditOrders(c *gin.Context) {
 	orders, err := s.db.AppliedOrders(c.Request.Context())
-	if err != nil {
-		httpx.Error(c, s.log, err)
-		return
-	}
-	if orders == nil {
-		orders = []postgres.OrderRecord{}
-	}
-	c.JSON(http.StatusOK, orders)
+	httpx.List(c, s.log, orders, err)
 }

@@ -24,23 +24,29 @@ func newAdmin(t *testing.T, mutate ...func(*capture.Config)) (*httptest.Server, 
 
 func newAdminOn(t *testing.T, url string, mutate ...func(*capture.Config)) (*httptest.Server, *postgres.DB) {
 	t.Helper()
-	cfg := capture.DefaultConfig()
-	cfg.Mode, cfg.Postgres.URL, cfg.AdminPassword, cfg.Node = capture.ModeAdmin, url, adminPassword, "admin-1"
+	cfg := adminConfig(url)
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	s, err := capture.New(context.Background(), cfg, capture.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(s.Handler())
-	t.Cleanup(func() { ts.Close(); s.Close() })
+	return serve(t, startServer(t, cfg, capture.Options{})), openDB(t, url)
+}
+
+// adminConfig is the admin service on the database at url.
+func adminConfig(url string) capture.Config {
+	cfg := capture.DefaultConfig()
+	cfg.Mode, cfg.Postgres.URL, cfg.AdminPassword, cfg.Node = capture.ModeAdmin, url, adminPassword, "admin-1"
+	return cfg
+}
+
+// openDB is a client of the database at url, closed when the test ends.
+func openDB(tb testing.TB, url string) *postgres.DB {
+	tb.Helper()
 	db, err := postgres.Open(context.Background(), postgres.Config{URL: url})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(db.Close)
-	return ts, db
+	tb.Cleanup(db.Close)
+	return db
 }
 
 func adminDo(t *testing.T, ts *httptest.Server, method, path, contentType, body string, auth bool, headers ...string) (*http.Response, map[string]any) {

@@ -1,7 +1,6 @@
 package capture_test
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -22,11 +21,7 @@ func BenchmarkVote(b *testing.B) {
 	r := testenv.Redis(b)
 	cfg := capture.DefaultConfig()
 	cfg.Redis.Addr, cfg.CookieKeys, cfg.Node = r.Addr, []string{testKey}, "bench"
-	s, err := capture.New(context.Background(), cfg, capture.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := startServer(b, cfg, capture.Options{})
 	gin.SetMode(gin.ReleaseMode)
 	bare := gin.New()
 	bare.POST("/vote", func(c *gin.Context) { c.JSON(http.StatusAccepted, gin.H{"receipt": "x"}) })

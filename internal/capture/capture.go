@@ -232,16 +232,9 @@ func (s *Server) openCatalog(cfg Config) error {
 }
 
 // poll finds a poll by id among the configured and stored polls.
-// poll looks a poll up. A frontend that has just started (a proxy may send
-// it requests before its health check has run) waits for its first load of
-// the stored polls rather than refuse a vote for one of them as unknown.
 func (s *Server) poll(ctx context.Context, id string) (surge.Poll, bool) {
 	if s.catalog != nil {
-		p, ok := s.catalog.Poll(id)
-		if !ok && !s.catalog.Ready() && s.catalog.WaitReady(ctx) {
-			p, ok = s.catalog.Poll(id)
-		}
-		return p, ok
+		return s.catalog.Poll(ctx, id)
 	}
 	p, ok := s.static[id]
 	return p, ok

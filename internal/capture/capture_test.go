@@ -30,12 +30,24 @@ func newServer(t *testing.T, r *launcher.Redis, mutate ...func(*capture.Config))
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	s, err := capture.New(context.Background(), cfg, capture.Options{})
+	return serve(t, startServer(t, cfg, capture.Options{}))
+}
+
+// startServer builds a capture server (web or admin) that the test closes.
+func startServer(tb testing.TB, cfg capture.Config, opt capture.Options) *capture.Server {
+	tb.Helper()
+	s, err := capture.New(context.Background(), cfg, opt)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// serve runs s over HTTP until the test ends (closed before s).
+func serve(tb testing.TB, s *capture.Server) *httptest.Server {
 	ts := httptest.NewServer(s.Handler())
-	t.Cleanup(func() { ts.Close(); s.Close() })
+	tb.Cleanup(ts.Close)
 	return ts
 }
 

@@ -308,12 +308,7 @@ func frontend(t *testing.T, r *launcher.Redis, skew time.Duration) *capture.Serv
 	t.Helper()
 	cfg := capture.DefaultConfig()
 	cfg.Redis.Addr, cfg.Node, cfg.CookieKeys = r.Addr, "node-a", []string{testKey}
-	s, err := capture.New(context.Background(), cfg, capture.Options{Now: func() time.Time { return time.Now().Add(skew) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
+	return startServer(t, cfg, capture.Options{Now: func() time.Time { return time.Now().Add(skew) }})
 }
 
 // adminService is the admin service on a fresh database, with a client of
@@ -321,19 +316,8 @@ func frontend(t *testing.T, r *launcher.Redis, skew time.Duration) *capture.Serv
 func adminService(tb testing.TB) (*capture.Server, *postgres.DB, capture.Config) {
 	tb.Helper()
 	url := testenv.PostgresURL(tb)
-	cfg := capture.DefaultConfig()
-	cfg.Mode, cfg.Postgres.URL, cfg.AdminPassword, cfg.Node = capture.ModeAdmin, url, adminPassword, "admin-1"
-	s, err := capture.New(context.Background(), cfg, capture.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(s.Close)
-	db, err := postgres.Open(context.Background(), postgres.Config{URL: url})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(db.Close)
-	return s, db, cfg
+	cfg := adminConfig(url)
+	return startServer(tb, cfg, capture.Options{}), openDB(tb, url), cfg
 }
 
 // A replayed old cookie is accepted as its voter, and its vote always gets a

@@ -1,11 +1,9 @@
 package capture_test
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -45,14 +43,9 @@ func TestVoterFloodIsLimited(t *testing.T) {
 func TestAdminLockoutAndNoCredentialsInLogs(t *testing.T) {
 	url := testenv.PostgresURL(t)
 	logs := &testenv.LogBuffer{}
-	cfg := capture.DefaultConfig()
-	cfg.Mode, cfg.Postgres.URL, cfg.AdminPassword, cfg.AdminMaxFails = capture.ModeAdmin, url, adminPassword, 5
-	s, err := capture.New(context.Background(), cfg, capture.Options{Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(s.Handler())
-	defer func() { ts.Close(); s.Close() }()
+	cfg := adminConfig(url)
+	cfg.AdminMaxFails = 5
+	ts := serve(t, startServer(t, cfg, capture.Options{Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}))
 
 	get := func(client, password string) int {
 		req, _ := http.NewRequest("GET", ts.URL+"/admin/api/items", nil)

@@ -146,9 +146,15 @@ func (c *Cache) ItemsJSON(ctx context.Context) ([]byte, error) {
 	return b, nil
 }
 
-// Poll returns a poll by id, from the configured and stored polls.
-func (c *Cache) Poll(id string) (surge.Poll, bool) {
+// Poll returns a poll by id, from the configured and stored polls. Before
+// the first load of the stored polls is over (a frontend that has just
+// started, which a proxy may already send requests to), a poll it does not
+// know yet is waited for rather than reported unknown.
+func (c *Cache) Poll(ctx context.Context, id string) (surge.Poll, bool) {
 	p, ok := (*c.polls.Load())[id]
+	if !ok && !c.Ready() && c.WaitReady(ctx) {
+		p, ok = (*c.polls.Load())[id]
+	}
 	return p, ok
 }
 

@@ -148,7 +148,7 @@ func (s *pollSource) Polls(ctx context.Context) ([]surge.Poll, error) {
 }
 
 // A new cache is not Ready until its first load of the stored polls is over,
-// and WaitReady holds a caller until then. A failed load still ends the wait,
+// and WaitReady and a lookup of a poll it does not know yet wait until then. A failed load still ends the wait,
 // with the configured polls only.
 func TestReadyAfterFirstPollLoad(t *testing.T) {
 	stored := surge.Poll{ID: "tea", Title: "Tea?", Options: []string{"yes", "no"}}
@@ -173,8 +173,10 @@ func TestReadyAfterFirstPollLoad(t *testing.T) {
 			if c.WaitReady(short) {
 				t.Fatal("WaitReady returned true before any load")
 			}
-			waited := make(chan bool)
+			waited, polled := make(chan bool), make(chan bool)
 			go func() { waited <- c.WaitReady(context.Background()) }()
+			// A lookup of a poll not known yet waits for the load too.
+			go func() { _, ok := c.Poll(context.Background(), "tea"); polled <- ok }()
 			loaded := make(chan struct{})
 			go func() { c.LoadPolls(context.Background()); close(loaded) }()
 			select {
@@ -187,10 +189,13 @@ func TestReadyAfterFirstPollLoad(t *testing.T) {
 			if !<-waited || !c.Ready() {
 				t.Fatal("not Ready after the first load")
 			}
-			if _, ok := c.Poll("tea"); ok != tt.wantStore {
+			if ok := <-polled; ok != tt.wantStore {
+				t.Errorf("a lookup made during the load found the stored poll = %v, want %v", ok, tt.wantStore)
+			}
+			if _, ok := c.Poll(context.Background(), "tea"); ok != tt.wantStore {
 				t.Errorf("stored poll known = %v, want %v", ok, tt.wantStore)
 			}
-			if _, ok := c.Poll(surge.DefaultPollID); !ok {
+			if _, ok := c.Poll(context.Background(), surge.DefaultPollID); !ok {
 				t.Error("the configured poll is unknown")
 			}
 		})

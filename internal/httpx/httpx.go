@@ -60,6 +60,19 @@ func Error(c *gin.Context, log *slog.Logger, err error) {
 	c.AbortWithStatusJSON(status, body)
 }
 
+// List answers a list as a JSON array (an empty one, never null), or err as
+// Error does.
+func List[T any](c *gin.Context, log *slog.Logger, list []T, err error) {
+	if err != nil {
+		Error(c, log, err)
+		return
+	}
+	if list == nil {
+		list = []T{}
+	}
+	c.JSON(http.StatusOK, list)
+}
+
 // Serve runs srv on ln until ctx ends, then stops accepting, lets in-flight
 // requests finish (up to grace) and returns.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Duration) error {

@@ -3,8 +3,12 @@ package httpx
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"testing"
+
+	"github.com/gin-gonic/gin"
 
 	"github.com/surge-vote/surge/internal/surge"
 )
@@ -32,6 +36,32 @@ func TestStatusOf(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := StatusOf(tt.err); got != tt.want {
 				t.Fatalf("StatusOf(%v) = %d, want %d", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestList(t *testing.T) {
+	gin.SetMode(gin.TestMode)
+	tests := []struct {
+		name       string
+		list       []string
+		err        error
+		wantStatus int
+		wantBody   string
+	}{
+		{"nil list is an empty array", nil, nil, http.StatusOK, `[]`},
+		{"a list", []string{"a", "b"}, nil, http.StatusOK, `["a","b"]`},
+		{"an error", []string{"a"}, surge.Errorf(surge.ENOTFOUND, "no such poll"), http.StatusNotFound, `{"error":"no such poll"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			c, _ := gin.CreateTestContext(w)
+			c.Request = httptest.NewRequest(http.MethodGet, "/", nil)
+			List(c, slog.New(slog.DiscardHandler), tt.list, tt.err)
+			if w.Code != tt.wantStatus || w.Body.String() != tt.wantBody {
+				t.Fatalf("got %d %s, want %d %s", w.Code, w.Body.String(), tt.wantStatus, tt.wantBody)
 			}
 		})
 	}
