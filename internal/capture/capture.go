@@ -362,14 +362,15 @@ func (s *Server) postVote(c *gin.Context) {
 		return
 	}
 	s.votes.WithLabelValues(poll.ID).Inc()
+	secure := s.secure(c)
 	http.SetCookie(c.Writer, &http.Cookie{
 		Name: voter.CookieName, Value: s.signer.Sign(id), Path: "/",
-		MaxAge: 400 * 24 * 3600, HttpOnly: true, Secure: s.secure(c), SameSite: http.SameSiteLaxMode,
+		MaxAge: 400 * 24 * 3600, HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode,
 	})
 	// For display only: which option the page marks as this browser's vote.
 	http.SetCookie(c.Writer, &http.Cookie{
 		Name: choiceCookie(poll.ID), Value: vote.Choice, Path: "/",
-		MaxAge: 400 * 24 * 3600, HttpOnly: true, Secure: s.secure(c), SameSite: http.SameSiteLaxMode,
+		MaxAge: 400 * 24 * 3600, HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode,
 	})
 	if req.form && wantsHTML(c.Request) {
 		c.Status(http.StatusAccepted)

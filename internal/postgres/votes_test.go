@@ -396,13 +396,7 @@ func TestApplyVotesLatestWins(t *testing.T) {
 // 3. Several votes of one (poll, voter) in one batch: only the winner is
 // stored and counted.
 func TestApplyVotesDuplicatesInBatch(t *testing.T) {
-	cases := []struct {
-		name       string
-		before     []surge.Vote
-		batch      []surge.Vote
-		wantVotes  map[string]want
-		wantCounts map[string]int64
-	}{
+	runBatchCases(t, []batchCase{
 		{
 			name:       "winner last",
 			batch:      []surge.Vote{v("alice", "cats", 1, "e1"), v("alice", "dogs", 2, "e2"), v("alice", "cats", 3, "e3")},
@@ -458,33 +452,13 @@ func TestApplyVotesDuplicatesInBatch(t *testing.T) {
 			wantVotes:  map[string]want{"alice": {"cats", 3, "e3"}, "bob": {"dogs", 1, "f1"}},
 			wantCounts: map[string]int64{"cats-vs-dogs/cats": 1, "cats-vs-dogs/dogs": 1},
 		},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			db, ctx := newDB(t)
-			if tc.before != nil {
-				apply(t, ctx, db, tc.before)
-			}
-			if rej := apply(t, ctx, db, tc.batch); len(rej) != 0 {
-				t.Fatalf("rejected %v", ids(rej))
-			}
-			checkCats(t, ctx, db, tc.wantVotes, "after batch")
-			checkCounts(t, ctx, db, tc.wantCounts, "after batch")
-		})
-	}
+	})
 }
 
 // 4. Votes for an unknown poll or option come back as rejected; the rest of
 // the batch is applied and the rejected ones touch neither rows nor counts.
 func TestApplyVotesRejectsUnknown(t *testing.T) {
-	cases := []struct {
-		name       string
-		before     []surge.Vote
-		batch      []surge.Vote
-		wantRej    []string
-		wantVotes  map[string]want
-		wantCounts map[string]int64
-	}{
+	runBatchCases(t, []batchCase{
 		{
 			name:       "unknown poll",
 			batch:      []surge.Vote{pv("no-such-poll", "alice", "cats", 1, "e1")},
@@ -543,7 +517,23 @@ func TestApplyVotesRejectsUnknown(t *testing.T) {
 			wantVotes:  map[string]want{"alice": {"dogs", 1, "e1"}},
 			wantCounts: map[string]int64{"cats-vs-dogs/dogs": 1},
 		},
-	}
+	})
+}
+
+// batchCase applies before (which must all be accepted), then batch, and
+// checks what was rejected (wantRej: vote ids, none if empty), the stored
+// votes and the counts.
+type batchCase struct {
+	name       string
+	before     []surge.Vote
+	batch      []surge.Vote
+	wantRej    []string
+	wantVotes  map[string]want
+	wantCounts map[string]int64
+}
+
+func runBatchCases(t *testing.T, cases []batchCase) {
+	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			db, ctx := newDB(t)

@@ -105,20 +105,21 @@ func TestVoteValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			v := validVote()
 			tt.mutate(&v)
-			err := v.Validate()
-			if tt.ok {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("Validate() = nil, want an error")
-			}
-			if code := ErrorCode(err); code != EINVALID {
-				t.Fatalf("ErrorCode(%v) = %q, want %q", err, code, EINVALID)
-			}
+			checkValidate(t, v.Validate(), tt.ok)
 		})
+	}
+}
+
+// checkValidate checks a Validate result: nil when ok, else an EINVALID.
+func checkValidate(t *testing.T, err error, ok bool) {
+	t.Helper()
+	switch {
+	case ok && err != nil:
+		t.Fatalf("Validate() = %v, want nil", err)
+	case !ok && err == nil:
+		t.Fatalf("Validate() = nil, want an error")
+	case !ok && ErrorCode(err) != EINVALID:
+		t.Fatalf("ErrorCode(%v) = %q, want %q", err, ErrorCode(err), EINVALID)
 	}
 }
 
@@ -153,19 +154,7 @@ func TestPollValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.poll.Validate()
-			if tt.ok {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("Validate() = nil, want an error")
-			}
-			if code := ErrorCode(err); code != EINVALID {
-				t.Fatalf("ErrorCode(%v) = %q, want %q", err, code, EINVALID)
-			}
+			checkValidate(t, tt.poll.Validate(), tt.ok)
 		})
 	}
 }
