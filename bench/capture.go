@@ -47,27 +47,10 @@ func service(ctx context.Context, o options, ps *procs, name, binary string, arg
 		return "", 0, err
 	}
 	ps.add(p)
-	return addr, p.Pid(), waitHealthy(ctx, "http://"+addr, p)
-}
-
-func waitHealthy(ctx context.Context, base string, p *launcher.Proc) error {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	for {
-		if resp, err := http.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s is not healthy: %w", base, ctx.Err())
-		case <-p.Done():
-			return fmt.Errorf("%s exited: %v", p.Name, p.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+	if err := launcher.WaitTCP(ctx, addr, p); err != nil {
+		return "", 0, err
 	}
+	return addr, p.Pid(), launcher.WaitHealthy(ctx, http.DefaultClient, "http://"+addr+"/healthz", p)
 }
 
 func startRedis(ctx context.Context, o options, ps *procs, name string) (*launcher.Redis, error) {
@@ -316,7 +299,7 @@ func benchHAProxy(ctx context.Context, o options, res *Results) error {
 		}
 		ps.add(p)
 		s.pids["haproxy"] = []int{p.Pid()}
-		return "http://" + bind, waitHealthy(ctx, "http://"+bind, p)
+		return "http://" + bind, launcher.WaitHealthy(ctx, http.DefaultClient, "http://"+bind+"/healthz", p)
 	}
 	webFront, err := front("haproxy-web", webs, ws)
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/surge-vote/surge/internal/launcher"
 	"github.com/surge-vote/surge/internal/loadgen"
 )
@@ -61,7 +63,7 @@ func benchCluster(ctx context.Context, o options, res *Results) error {
 			wg.Go(func() {
 				loadRep, loadErr = load(loadCtx, o, c.URL, rate, 2*o.measure, fmt.Sprintf("cluster-%d-half", round+1))
 			})
-			time.Sleep(time.Second) // the load settles
+			time.Sleep(time.Second) // the load settles before freshness is measured (a warm-up, kept)
 			lags, failed := tr.run(ctx, 2*o.measure-2*time.Second)
 			wg.Wait()
 			cancel()
@@ -170,22 +172,29 @@ func (t *tracer) createPoll(ctx context.Context) error {
 	if resp.StatusCode != http.StatusCreated {
 		return fmt.Errorf("create tracer poll: %s", resp.Status)
 	}
-	// Wait until the frontends know it (they learn of it by NOTIFY).
-	deadline := time.Now().Add(15 * time.Second)
-	for ok := 0; ok < 8; {
-		resp, err := http.Get(t.base + "/polls/" + t.poll)
-		if err == nil {
+	// Wait until the frontends know it (they learn of it by NOTIFY, and
+	// reload): eight vote-page reads in a row, round robin, must find it.
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval = 20*time.Millisecond, 500*time.Millisecond
+	_, err = backoff.Retry(ctx, func() (struct{}, error) {
+		for range 8 {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.base+"/polls/"+t.poll, nil)
+			if err != nil {
+				return struct{}{}, backoff.Permanent(err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return struct{}{}, err
+			}
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				ok++
-				continue
+			if resp.StatusCode != http.StatusOK {
+				return struct{}{}, fmt.Errorf("GET /polls/%s: %s", t.poll, resp.Status)
 			}
 		}
-		ok = 0
-		if time.Now().After(deadline) {
-			return fmt.Errorf("tracer poll %s never reached the frontends", t.poll)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return struct{}{}, nil
+	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(15*time.Second))
+	if err != nil {
+		return fmt.Errorf("tracer poll %s never reached the frontends: %w", t.poll, err)
 	}
 	return nil
 }
@@ -213,7 +222,7 @@ func (t *tracer) run(ctx context.Context, d time.Duration) (lags []float64, fail
 			if stop || ctx.Err() != nil {
 				return
 			}
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(10 * time.Millisecond) // the measurement's resolution: kept
 		}
 	})
 	var mu sync.Mutex
@@ -234,7 +243,7 @@ func (t *tracer) run(ctx context.Context, d time.Duration) (lags []float64, fail
 					mu.Lock()
 					failed++
 					mu.Unlock()
-					time.Sleep(50 * time.Millisecond)
+					time.Sleep(50 * time.Millisecond) // pacing after a failed vote, not a wait
 					continue
 				}
 				resp.Body.Close()
@@ -252,7 +261,7 @@ func (t *tracer) run(ctx context.Context, d time.Duration) (lags []float64, fail
 				// Seen by a read that began before the 202 arrived: no lag.
 				lags = append(lags, max(0, float64(seen.Sub(acked))/float64(time.Millisecond)))
 				mu.Unlock()
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(20 * time.Millisecond) // tracers' pace, not a wait
 			}
 		})
 	}

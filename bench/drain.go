@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/oklog/ulid/v2"
@@ -208,12 +209,19 @@ func benchDrain(ctx context.Context, o options, res *Results) error {
 		for _, p := range redisPids {
 			redisCPU += procCPU(p, false)
 		}
+		backends, berr := backendPids(ctx, adminURL, name)
 		ws.stop()
 		closeAll()
 		if err != nil {
 			return err
 		}
-		time.Sleep(200 * time.Millisecond) // the workers' backends exit and are accounted to the postmaster
+		if berr != nil {
+			return berr
+		}
+		// The workers' backends count in the postmaster's CPU once reaped.
+		if err := reaped(ctx, backends...); err != nil {
+			return err
+		}
 		cpuWork["worker"] = append(cpuWork["worker"], perVote(workerCPU))
 		cpuWork["redis"] = append(cpuWork["redis"], perVote(redisCPU-redisBefore))
 		cpuWork["postgres"] = append(cpuWork["postgres"], perVote(procCPU(pg.Pid(), true)-pgBefore))
@@ -236,7 +244,6 @@ func benchDrain(ctx context.Context, o options, res *Results) error {
 			return err
 		}
 		clientCPU := selfCPU() - selfBefore
-		time.Sleep(200 * time.Millisecond)
 		cpuCopy["postgres"] = append(cpuCopy["postgres"], perVote(procCPU(pg.Pid(), true)-pgBefore))
 		cpuCopy["client"] = append(cpuCopy["client"], perVote(clientCPU))
 		if ok, why := checkCounts(ctx, url, b); !ok {
@@ -342,6 +349,39 @@ func waitDrained(ctx context.Context, clients []*goredis.Client, entries int, ti
 	}
 }
 
+// backendPids lists the client backends connected to database db.
+func backendPids(ctx context.Context, adminURL, db string) ([]int, error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	rows, _ := conn.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'`, db)
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return nil, fmt.Errorf("backends of %s: %w", db, err)
+	}
+	return pids, nil
+}
+
+// reaped waits until the backends pids have exited and the postmaster has
+// reaped them: only then is their CPU time in its children's (cutime). A
+// backend exits as soon as its client hangs up; 10 s is room for a loaded
+// machine.
+func reaped(ctx context.Context, pids ...int) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval = 5*time.Millisecond, 100*time.Millisecond
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		for _, pid := range pids {
+			if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil { // a zombie is still there
+				return struct{}{}, fmt.Errorf("backend %d not reaped", pid)
+			}
+		}
+		return struct{}{}, nil
+	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(10*time.Second))
+	return err
+}
+
 // delivered sums the entries the group has read on every shard.
 func delivered(ctx context.Context, clients []*goredis.Client) int64 {
 	var n int64
@@ -397,7 +437,14 @@ func copyAndMerge(ctx context.Context, url string, b *backlog) (copyTook, mergeT
 	if err != nil {
 		return 0, 0, err
 	}
-	defer conn.Close(ctx)
+	defer func() {
+		pid := int(conn.PgConn().PID())
+		conn.Close(ctx)
+		// Return once the backend's CPU counts in the postmaster's.
+		if rerr := reaped(ctx, pid); err == nil {
+			err = rerr
+		}
+	}()
 	// The staging table lives in this session's buffers, not the WAL.
 	if _, err := conn.Exec(ctx, `SET temp_buffers = '512MB'`); err != nil {
 		return 0, 0, err

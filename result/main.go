@@ -71,6 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		markers.Clients = append(markers.Clients, c)
 	}
 	live := results.NewLive(db, log, cfg.PushInterval)
+	live.MaxSubscribers = cfg.MaxStreams
 	go live.Run(ctx, db)
 	err = httpx.Serve(ctx, httpx.NewServer(results.New(cfg.Node, db, markers, live, log).Handler()), ln, 10*time.Second)
 	<-live.Done()

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs the servers surge runs locally, from Debian's packages, when missing.
+# Installs the servers surge runs locally, from Debian's packages, when
+# missing, and any other commands named as arguments (deps.sh chromium ruby):
+# one apt-get update and one install for all of them.
 set -euo pipefail
 
 need=()
@@ -24,6 +26,7 @@ echo "installing from Debian's packages: ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "installed in ${SECONDS}s"
 # The packages start system-wide services; surge runs private instances instead.
 for svc in redis-server haproxy postgresql; do
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then

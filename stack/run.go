@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -38,8 +39,7 @@ func runCommand(getenv func(string) string) *cobra.Command {
 			if c.TLSURL != "" {
 				fmt.Fprintf(out, "\nHTTPS at %s (self-signed certificate in %s)\n", c.TLSURL, filepath.Join(opt.Dir, "tls.pem"))
 			}
-			fmt.Fprintf(out, "\nsurge is up:\n  vote     %s/\n  results  %s/results\n  API      %s/results/api/polls/cats-vs-dogs\n  items    %s/api/items\n  admin    %s/admin  (user %s, password %s)\n  logs     %s\n\nPress Ctrl-C to stop.\n",
-				c.URL, c.URL, c.URL, c.URL, c.URL, c.AdminUser, c.AdminPassword, filepath.Join(opt.Dir, "logs"))
+			writeBanner(out, c, opt.Dir)
 			<-ctx.Done()
 			fmt.Fprintln(out, "\nstopping...")
 			start := time.Now()
@@ -57,6 +57,36 @@ func runCommand(getenv func(string) string) *cobra.Command {
 	f.IntVar(&opt.Shards, "shards", opt.Shards, "capture shards (Redis + web each)")
 	f.IntVar(&opt.Workers, "workers", opt.Workers, "workers")
 	f.IntVar(&opt.RatePerIP, "rate-per-ip", 0, "HAProxy: requests per client address per 10 s before 429 (0: no limit)")
+	f.IntVar(&opt.MaxConn, "max-conn", launcher.DefaultMaxConn, "HAProxy: connections at once, in all")
+	f.IntVar(&opt.ConnPerIP, "conn-per-ip", launcher.DefaultConnPerIP, "HAProxy: open connections per client address; past it new ones are closed (0: no cap)")
+	f.IntVar(&opt.StreamsPerResult, "streams-per-result", launcher.DefaultStreamsPerResult, "HAProxy: live-result streams per result server; past it 503 (0: no cap)")
 	f.BoolVar(&opt.TLS, "tls", false, "also serve HTTPS with a self-signed certificate; HTTP then redirects to it")
 	return cmd
+}
+
+// writeBanner tells the user where everything is: the pages through
+// HAProxy, each service's own /metrics (on a port picked at each start),
+// and the state directory that outlives the run.
+func writeBanner(w io.Writer, c *launcher.Cluster, dir string) {
+	fmt.Fprintf(w, "\nsurge is up:\n")
+	for _, l := range [][2]string{
+		{"vote", c.URL + "/"},
+		{"shop", c.URL + "/shop"},
+		{"results", c.URL + "/results"},
+		{"API", c.URL + "/results/api/polls/cats-vs-dogs"},
+		{"items", c.URL + "/api/items"},
+		{"admin", fmt.Sprintf("%s/admin  (user %s, password %s)", c.URL, c.AdminUser, c.AdminPassword)},
+	} {
+		fmt.Fprintf(w, "  %-9s %s\n", l[0], l[1])
+	}
+	services := append(append(append([]*launcher.Service{}, c.Web...), c.Workers...), c.Result, c.Admin)
+	for i, s := range services {
+		label := ""
+		if i == 0 {
+			label = "metrics"
+		}
+		fmt.Fprintf(w, "  %-9s %-9s http://%s/metrics\n", label, s.Name, s.Addr)
+	}
+	fmt.Fprintf(w, "  %-9s %s (Postgres, Redis, keys: kept across runs; make clean deletes it)\n", "data", dir)
+	fmt.Fprintf(w, "  %-9s %s\n\nPress Ctrl-C to stop.\n", "logs", filepath.Join(dir, "logs"))
 }

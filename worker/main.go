@@ -39,6 +39,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if cfg.Name == "" {
 		cfg.Name, _ = os.Hostname()
 	}
-	log := telemetry.NewLogger(stderr, cfg.LogLevel, "worker").With("consumer", cfg.Name)
+	log := telemetry.NewLogger(stderr, cfg.LogLevel, "worker")
 	return drain.RunWorker(ctx, cfg, log, nil)
 }

@@ -40,10 +40,15 @@ func newAdmin(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("web: %w", err)
 	}
-	s := &Server{cfg: cfg, log: opt.Logger, db: db, now: opt.Now, reg: telemetry.NewRegistry(),
+	proxies, err := httpx.ParseProxies(cfg.TrustedProxies)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	s := &Server{cfg: cfg, log: opt.Logger, db: db, now: opt.Now, reg: telemetry.NewRegistry(), proxies: proxies,
 		lockout: newLockout(cfg.AdminMaxFails, cfg.AdminLockout, opt.Now)}
 	r, err := httpx.NewEngine(httpx.EngineOptions{Service: "admin", Node: cfg.Node, Log: s.log, Registry: s.reg,
-		TrustedProxies: cfg.TrustedProxies, Health: db.Ping})
+		TrustedProxies: cfg.TrustedProxies, Health: func(ctx context.Context) error { return httpx.Down("postgres", db.Ping(ctx)) }})
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -63,13 +68,14 @@ func newAdmin(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 
 // requireAdmin checks HTTP basic credentials in constant time: the digests
 // of both fields are always compared, whatever is wrong. A client that fails
-// too often is locked out for a while, even with the right password.
-// Credentials are never logged.
+// too often is locked out for a while, even with the right password. The
+// client is the connection's peer, or the address HAProxy saw (never one
+// the client wrote). Credentials are never logged.
 func (s *Server) requireAdmin(c *gin.Context) {
-	client := c.ClientIP()
-	if s.lockout.Locked(client) {
-		s.log.Warn("admin login refused: locked out", "client", client)
-		httpx.Error(c, s.log, surge.Errorf(surge.ERATELIMIT, "too many failed logins; try again later"))
+	client := httpx.ClientIP(c.Request, s.proxies)
+	if wait := s.lockout.Locked(client); wait > 0 {
+		s.log.Warn("admin login refused: locked out", "client", client, "for", wait)
+		httpx.Error(c, s.log, surge.RateLimited("too many failed logins; try again later", wait))
 		return
 	}
 	user, pass, _ := c.Request.BasicAuth()
@@ -112,7 +118,7 @@ func (s *Server) postItem(c *gin.Context) {
 		p := string(req.Price) // a number literal, as written
 		if req.Price[0] == '"' {
 			if err := json.Unmarshal(req.Price, &p); err != nil {
-				httpx.Error(c, s.log, surge.Errorf(surge.EINVALID, "invalid JSON: price: %v", err))
+				httpx.Error(c, s.log, surge.Errorf(surge.EINVALID, `"price" must be a string or a number`))
 				return
 			}
 		}

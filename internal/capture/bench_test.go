@@ -21,6 +21,7 @@ func BenchmarkVote(b *testing.B) {
 	r := testenv.Redis(b)
 	cfg := capture.DefaultConfig()
 	cfg.Redis.Addr, cfg.CookieKeys, cfg.Node = r.Addr, []string{testKey}, "bench"
+	cfg.NewVotersPerIP = 0 // every request is a new voter from one address
 	s := startServer(b, cfg, capture.Options{})
 	gin.SetMode(gin.ReleaseMode)
 	bare := gin.New()

@@ -41,11 +41,12 @@ type Config struct {
 	AdminUser     string          `mapstructure:"admin_user"`
 	AdminPassword string          `mapstructure:"admin_password"` // secret
 	OrderKeyTTL   time.Duration   `mapstructure:"order_key_ttl"`  // how long a repeated order_id is recognised on a shard
-	VoterRate     float64         `mapstructure:"voter_rate"`     // votes and orders per second per voter; 0: no limit
+	VoterRate     float64         `mapstructure:"voter_rate"`     // votes per second per voter; 0: no limit
 	VoterBurst    int             `mapstructure:"voter_burst"`
 	AdminMaxFails int             `mapstructure:"admin_max_failures"` // failed logins per client per window before a lockout
 	AdminLockout  time.Duration   `mapstructure:"admin_lockout"`
-	// TrustedProxies may set X-Forwarded-For and X-Forwarded-Proto (HAProxy).
+	// TrustedProxies may set X-Forwarded-For and X-Forwarded-Proto: HAProxy's
+	// addresses, no more (a client there could write them too).
 	TrustedProxies []string      `mapstructure:"trusted_proxies"`
 	Listen         string        `mapstructure:"listen"`
 	Node           string        `mapstructure:"node"` // shown on pages and in receipts; defaults to the hostname
@@ -60,6 +61,12 @@ type Config struct {
 	MaxBatch       int           `mapstructure:"max_batch"`
 	CollectWindow  time.Duration `mapstructure:"collect_window"`
 	LogLevel       string        `mapstructure:"log_level"`
+	// Per client address (an IPv6 /64), per frontend replica, per minute;
+	// 0: no limit.
+	NewVotersPerIP int `mapstructure:"new_voters_per_ip"` // votes without a valid voter cookie
+	NewVotersBurst int `mapstructure:"new_voters_burst"`
+	OrdersPerIP    int `mapstructure:"orders_per_ip"`
+	OrdersBurst    int `mapstructure:"orders_burst"`
 }
 
 // DefaultConfig returns the defaults.
@@ -68,11 +75,17 @@ func DefaultConfig() Config {
 		Mode:           ModeCapture,
 		Postgres:       postgres.Config{MaxConns: 4},
 		AdminUser:      "admin",
-		OrderKeyTTL:    7 * 24 * time.Hour,
+		OrderKeyTTL:    24 * time.Hour,
 		VoterRate:      5,
 		VoterBurst:     20,
+		NewVotersPerIP: 60,
+		NewVotersBurst: 120,
+		OrdersPerIP:    60,
+		OrdersBurst:    120,
 		AdminMaxFails:  5,
 		AdminLockout:   time.Minute,
+		// HAProxy on this machine (make run) or on the stack's overlay
+		// network; web itself is published nowhere.
 		TrustedProxies: []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"},
 		Listen:         "127.0.0.1:8081",
 		Redis:          redis.Config{Addr: "127.0.0.1:6379", Stream: redis.DefaultStream},
@@ -104,10 +117,12 @@ type Server struct {
 	votes    *prometheus.CounterVec
 	orders   prometheus.Counter
 	engine   *gin.Engine
-	handler  http.Handler // engine, wrapped where needed
-	voters   *keyedLimiter
+	handler  http.Handler  // engine, wrapped where needed
+	voters   *keyedLimiter // votes per known voter
+	newbies  *keyedLimiter // new voters per client address
+	buyers   *keyedLimiter // orders per client address
 	lockout  *lockout
-	trusted  []netip.Prefix // cfg.TrustedProxies, parsed
+	proxies  httpx.Proxies // cfg.TrustedProxies, parsed
 }
 
 // Options are a Server's collaborators that are not configuration.
@@ -172,7 +187,9 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		}
 	}
 	s := &Server{cfg: cfg, log: opt.Logger, static: polls, signer: signer, client: client, now: opt.Now,
-		reg: telemetry.NewRegistry(), voters: newKeyedLimiter(cfg.VoterRate, cfg.VoterBurst, opt.Now)}
+		reg: telemetry.NewRegistry(), voters: newKeyedLimiter(cfg.VoterRate, cfg.VoterBurst, opt.Now),
+		newbies: newKeyedLimiter(float64(cfg.NewVotersPerIP)/60, cfg.NewVotersBurst, opt.Now),
+		buyers:  newKeyedLimiter(float64(cfg.OrdersPerIP)/60, cfg.OrdersBurst, opt.Now)}
 	if err := s.openCatalog(cfg); err != nil {
 		client.Close()
 		return nil, err
@@ -192,14 +209,17 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		Collectors: cfg.Collectors, MaxBatch: cfg.MaxBatch, Window: cfg.CollectWindow, Timeout: cfg.AppendTimeout,
 		Observe: func(n int) { batch.Observe(float64(n)) },
 	})
-	if s.trusted, err = parsePrefixes(cfg.TrustedProxies); err != nil {
+	if s.proxies, err = httpx.ParseProxies(cfg.TrustedProxies); err != nil {
 		s.Close()
-		return nil, err
+		return nil, fmt.Errorf("web: %w", err)
 	}
 	if s.engine, err = s.routes(); err != nil {
 		s.Close()
 		return nil, err
 	}
+	// Another site must not make its visitors vote or order here (a hidden
+	// form): cross-origin posts are refused (Sec-Fetch-Site / Origin).
+	s.handler = httpx.CrossOriginProtection(s.engine)
 	return s, nil
 }
 
@@ -264,33 +284,33 @@ func (s *Server) secure(c *gin.Context) bool {
 	if s.cfg.CookieSecure || c.Request.TLS != nil {
 		return true
 	}
-	return c.GetHeader("X-Forwarded-Proto") == "https" && s.isTrusted(c.RemoteIP())
+	return c.GetHeader("X-Forwarded-Proto") == "https" && s.proxies.Trusts(c.Request)
 }
 
-func (s *Server) isTrusted(ip string) bool {
+// clientAddr is what the per-address limits count against: the client's
+// address as a trusted proxy reported it (httpx.ClientIP, which believes
+// X-Forwarded-For only from trusted_proxies). An IPv6 client counts as its
+// /64, which one subscriber usually holds whole.
+func (s *Server) clientAddr(c *gin.Context) string {
+	ip := httpx.ClientIP(c.Request, s.proxies)
 	addr, err := netip.ParseAddr(ip)
 	if err != nil {
-		return false
+		return ip
 	}
-	for _, p := range s.trusted {
-		if p.Contains(addr.Unmap()) {
-			return true
-		}
+	if addr = addr.Unmap(); addr.Is6() {
+		p, _ := addr.Prefix(64)
+		return p.String()
 	}
-	return false
+	return addr.String()
 }
 
-// parsePrefixes reads CIDRs such as "10.0.0.0/8".
-func parsePrefixes(cidrs []string) ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(cidrs))
-	for _, c := range cidrs {
-		p, err := netip.ParsePrefix(c)
-		if err != nil {
-			return nil, fmt.Errorf("web: trusted_proxies: %w", err)
-		}
-		out = append(out, p)
+// allow answers 429 with Retry-After, and false, once key is past l's limit.
+func (s *Server) allow(c *gin.Context, l *keyedLimiter, key, message string) bool {
+	ok, wait := l.Allow(key)
+	if !ok {
+		httpx.Error(c, s.log, surge.RateLimited(message, wait))
 	}
-	return out, nil
+	return ok
 }
 
 func (s *Server) routes() (*gin.Engine, error) {
@@ -336,15 +356,19 @@ func (s *Server) postVote(c *gin.Context) {
 		return
 	}
 
-	id := voter.NewIdentity()
+	id, known := voter.NewIdentity(), false
 	if ck, err := c.Request.Cookie(voter.CookieName); err == nil {
-		if known, err := s.signer.Verify(ck.Value); err == nil {
-			id = known
-		}
 		// A forged or damaged cookie is a new voter, never someone else.
+		if v, err := s.signer.Verify(ck.Value); err == nil {
+			id, known = v, true
+		}
 	}
-	if id.Version > 0 && !s.voters.Allow(id.ID) {
-		httpx.Error(c, s.log, surge.Errorf(surge.ERATELIMIT, "too many votes from this voter; slow down"))
+	if known && !s.allow(c, s.voters, id.ID, "too many votes from this voter; slow down") {
+		return
+	}
+	// A new voter is one more ballot: how many one address may create is
+	// limited, or dropping the cookie would make stuffing free.
+	if !known && !s.allow(c, s.newbies, s.clientAddr(c), "too many new voters from this address; try again later") {
 		return
 	}
 	now := s.now()
@@ -416,10 +440,7 @@ func (s *Server) renderVotePage(c *gin.Context, poll surge.Poll, voted, current 
 // not yet tried to load the stored polls, whose votes it would refuse.
 func (s *Server) health(ctx context.Context) error {
 	if s.catalog != nil && !s.catalog.Ready() {
-		return errors.New("polls: not loaded yet")
+		return httpx.Down("polls", errors.New("stored polls not loaded yet"))
 	}
-	if err := s.client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	return nil
+	return httpx.Down("redis", s.client.Ping(ctx).Err())
 }

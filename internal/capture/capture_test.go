@@ -53,8 +53,18 @@ func serve(tb testing.TB, s *capture.Server) *httptest.Server {
 
 func post(t *testing.T, url, contentType, body string, cookies ...*http.Cookie) *http.Response {
 	t.Helper()
+	return from(t, url, "", contentType, body, cookies...)
+}
+
+// from is post as the client at addr, if given, behind a trusted proxy
+// (the test connects from loopback, which trusted_proxies includes).
+func from(t *testing.T, url, addr, contentType, body string, cookies ...*http.Cookie) *http.Response {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	req.Header.Set("Content-Type", contentType)
+	if addr != "" {
+		req.Header.Set("X-Forwarded-For", addr)
+	}
 	for _, c := range cookies {
 		req.AddCookie(c)
 	}
@@ -155,7 +165,7 @@ func TestBadVotesAreRefusedAndNothingIsQueued(t *testing.T) {
 		{"missing choice", "application/json", `{}`, 400},
 		{"invalid JSON", "application/json", `{"choice":`, 400},
 		{"unknown field", "application/json", `{"choice":"cats","admin":true}`, 400},
-		{"wrong content type", "text/plain", `choice=cats`, 400},
+		{"wrong content type", "text/plain", `choice=cats`, 415},
 		{"body too large", "application/json", `{"choice":"cats","x":"` + strings.Repeat("a", 10000) + `"}`, 413},
 		{"form unknown choice", "application/x-www-form-urlencoded", "choice=birds", 400},
 	}
@@ -195,6 +205,12 @@ func TestQueueDownIs503NeverAccepted(t *testing.T) {
 	resp, err := http.Get(ts.URL + "/healthz")
 	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("healthz %v %v with Redis down, want 503", resp.StatusCode, err)
+	}
+	// It names what is down, and not where (the detail is logged).
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"failing":"redis"`) || strings.Contains(string(body), r.Addr) {
+		t.Fatalf("healthz with Redis down: %s, want failing redis and no address", body)
 	}
 }
 

@@ -12,11 +12,6 @@ import (
 	"github.com/surge-vote/surge/internal/surge"
 )
 
-const (
-	ctJSON = "application/json"
-	ctForm = "application/x-www-form-urlencoded"
-)
-
 func TestDecodeVoteCases(t *testing.T) {
 	const limit = 4 << 10
 	deep := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
@@ -87,11 +82,13 @@ func TestDecodeVoteCases(t *testing.T) {
 		{name: "form body over limit", contentType: ctForm, body: "choice=" + strings.Repeat("a", limit), code: surge.ETOOLARGE},
 
 		// Content type.
-		{name: "text/plain", contentType: "text/plain", body: `{"choice":"cats"}`, code: surge.EINVALID},
-		{name: "missing content type", contentType: "", body: `{"choice":"cats"}`, code: surge.EINVALID},
-		{name: "malformed content type", contentType: "application/json; charset", body: `{"choice":"cats"}`, code: surge.EINVALID},
-		{name: "multipart", contentType: "multipart/form-data; boundary=x", body: "--x--", code: surge.EINVALID},
-		{name: "json suffix type", contentType: "application/vnd.api+json", body: `{"choice":"cats"}`, code: surge.EINVALID},
+		{name: "text/plain", contentType: "text/plain", body: `{"choice":"cats"}`, code: surge.EUNSUPPORTED},
+		{name: "missing content type", contentType: "", body: `{"choice":"cats"}`, code: surge.EUNSUPPORTED},
+		{name: "malformed content type", contentType: "application/json; charset", body: `{"choice":"cats"}`, code: surge.EUNSUPPORTED},
+		{name: "multipart", contentType: "multipart/form-data; boundary=x", body: "--x--", code: surge.EUNSUPPORTED},
+		{name: "json suffix type", contentType: "application/vnd.api+json", body: `{"choice":"cats"}`, code: surge.EUNSUPPORTED},
+		{name: "unsupported type over the limit", contentType: "text/plain", body: strings.Repeat("a", limit+1), code: surge.EUNSUPPORTED},
+		{name: "unsupported type, invalid UTF-8", contentType: "text/plain", body: "\xff", code: surge.EUNSUPPORTED},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -166,5 +163,73 @@ func TestWantsHTML(t *testing.T) {
 		if got := wantsHTML(r); got != tt.want {
 			t.Errorf("wantsHTML(Accept: %q) = %v, want %v", tt.accept, got, tt.want)
 		}
+	}
+}
+
+// goInternals returns the first fragment of msg that belongs to Go or to
+// this package rather than to the client's request, or "".
+func goInternals(msg string) string {
+	for _, frag := range []string{"Go ", "go ", "struct", "capture.", "main.", "json:", "unmarshal", "Request", "[]", "RawMessage",
+		"reflect", "int64", "float64", "interface"} {
+		if strings.Contains(msg, frag) {
+			return frag
+		}
+	}
+	return ""
+}
+
+// A refused JSON body is explained in the client's terms: the field and what
+// it must be, the unknown field and the known ones, or the byte where the
+// syntax breaks; never a Go type or struct name.
+func TestJSONErrorsSpeakTheClientsTerms(t *testing.T) {
+	tests := []struct {
+		name string
+		dst  func() any
+		body string
+		want []string // fragments the message must hold
+	}{
+		{"vote: choice a number", func() any { return &voteRequest{} }, `{"choice":1}`, []string{`"choice" must be a string, not a number`}},
+		{"vote: choice a huge number", func() any { return &voteRequest{} }, `{"choice":1e999999}`, []string{`"choice" must be a string, not a number`}},
+		{"vote: choice an object", func() any { return &voteRequest{} }, `{"choice":{"a":1}}`, []string{`"choice" must be a string, not an object`}},
+		{"vote: choice true", func() any { return &voteRequest{} }, `{"choice":true}`, []string{`"choice" must be a string, not true or false`}},
+		{"vote: poll a list", func() any { return &voteRequest{} }, `{"choice":"cats","poll":[[]]}`, []string{`"poll" must be a string, not a list`}},
+		{"vote: unknown field", func() any { return &voteRequest{} }, `{"choice":"cats","foo":1}`, []string{`unknown field "foo"`, `"poll", "choice"`}},
+		{"vote: sets its voter", func() any { return &voteRequest{} }, `{"choice":"cats","voter":"x"}`, []string{`unknown field "voter"`}},
+		{"vote: a string body", func() any { return &voteRequest{} }, `"cats"`, []string{"must be a JSON object, not a string"}},
+		{"vote: a list body", func() any { return &voteRequest{} }, `[{"choice":"cats"}]`, []string{"must be a JSON object, not a list"}},
+		{"vote: unquoted key", func() any { return &voteRequest{} }, `{choice:"cats"}`, []string{"invalid JSON at byte 2"}},
+		{"vote: bad value", func() any { return &voteRequest{} }, `{"choice":cats}`, []string{"invalid JSON at byte 11"}},
+		{"vote: after a BOM", func() any { return &voteRequest{} }, "\ufeff{\"choice\":\"cats\"}", []string{"invalid JSON at byte 1"}},
+		{"vote: truncated", func() any { return &voteRequest{} }, `{"choice":`, []string{"ends at byte 10"}},
+		{"vote: empty", func() any { return &voteRequest{} }, ``, []string{"empty"}},
+		{"vote: two objects", func() any { return &voteRequest{} }, `{"choice":"cats"}  {"choice":"dogs"}`, []string{"invalid JSON at byte 20", "nothing may follow"}},
+		{"order: unknown field", func() any { return &orderRequest{} }, `{"item":1,"quantity":1,"status":"confirmed"}`,
+			[]string{`unknown field "status"`, `"order_id", "item", "quantity"`}},
+		{"order: order_id a number", func() any { return &orderRequest{} }, `{"order_id":7,"item":1,"quantity":1}`, []string{`"order_id" must be a string, not a number`}},
+		{"item: name a number", func() any { return &itemRequest{} }, `{"name":1,"quantity":1,"price":"1"}`, []string{`"name" must be a string, not a number`}},
+		{"item: unknown field", func() any { return &itemRequest{} }, `{"name":"Mug","id":7}`, []string{`unknown field "id"`, `"name", "quantity", "price"`}},
+		{"poll: options a string", func() any { return &pollRequest{} }, `{"id":"tea","options":"yes,no"}`, []string{`"options" must be a list of strings, not a string`}},
+		{"poll: an option a number", func() any { return &pollRequest{} }, `{"id":"tea","options":["yes",2]}`, []string{`every item of "options" must be a string, not a number`}},
+		{"poll: id a number", func() any { return &pollRequest{} }, `{"id":1e999,"options":["a","b"]}`, []string{`"id" must be a string, not a number`}},
+		{"poll: title an object", func() any { return &pollRequest{} }, `{"id":"tea","title":{},"options":["a","b"]}`, []string{`"title" must be a string, not an object`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tt.body))
+			r.Header.Set("Content-Type", ctJSON)
+			_, err := decodeBody(r, 4<<10, tt.dst())
+			if code := surge.ErrorCode(err); code != surge.EINVALID {
+				t.Fatalf("%s: code %q (%v), want %q", tt.body, code, err, surge.EINVALID)
+			}
+			msg := surge.ErrorMessage(err)
+			if frag := goInternals(msg); frag != "" {
+				t.Errorf("message %q shows Go internals (%q)", msg, frag)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message %q does not say %q", msg, w)
+				}
+			}
+		})
 	}
 }

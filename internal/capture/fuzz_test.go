@@ -92,18 +92,6 @@ func jsonKeys(body []byte, fields []string) string {
 	return ""
 }
 
-// jsonFields lists the JSON names of a struct's exported fields.
-func jsonFields(v any) []string {
-	var names []string
-	t := reflect.TypeOf(v).Elem()
-	for i := range t.NumField() {
-		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); t.Field(i).IsExported() && name != "" {
-			names = append(names, name)
-		}
-	}
-	return names
-}
-
 // invalidUTF8 returns the first string in v (strings, string slices, form
 // values) that is not valid UTF-8.
 func invalidUTF8(v reflect.Value) (string, bool) {
@@ -142,22 +130,29 @@ func invalidUTF8(v reflect.Value) (string, bool) {
 	return "", false
 }
 
-// checkBodyError holds for every refusal of decodeBody: an EINVALID, or an
-// ETOOLARGE only for a body over the limit, and always for a JSON or form
-// body over it. (An unsupported type over the limit may get either.)
+// checkBodyError holds for every refusal of decodeBody: an EUNSUPPORTED
+// exactly when the content type is neither JSON nor a form (whatever the
+// body); otherwise an EINVALID, or an ETOOLARGE only for a body over the
+// limit, and always for a body over it.
 func checkBodyError(t *testing.T, contentType string, body []byte, err error) {
 	t.Helper()
 	code := surge.ErrorCode(err)
 	mt := mediaTypeOf(contentType)
 	switch {
+	case mt == "" && code != surge.EUNSUPPORTED:
+		t.Fatalf("Content-Type %q refused with %v (code %q); want %q", contentType, err, code, surge.EUNSUPPORTED)
+	case mt == "":
 	case code != surge.EINVALID && code != surge.ETOOLARGE:
 		t.Fatalf("error %v has code %q; want %q or %q", err, code, surge.EINVALID, surge.ETOOLARGE)
 	case code == surge.ETOOLARGE && len(body) <= fuzzLimit:
 		t.Fatalf("%d bytes of %q refused as too large (limit %d)", len(body), contentType, fuzzLimit)
-	case code != surge.ETOOLARGE && mt != "" && len(body) > fuzzLimit:
+	case code != surge.ETOOLARGE && len(body) > fuzzLimit:
 		t.Fatalf("%d bytes of %q over the limit of %d refused with %v, not as too large", len(body), contentType, fuzzLimit, err)
-	case surge.ErrorMessage(err) == "" || surge.ErrorMessage(err) == "internal error":
+	}
+	if msg := surge.ErrorMessage(err); msg == "" || msg == "internal error" {
 		t.Fatalf("error %v has no message for the client", err)
+	} else if frag := goInternals(msg); frag != "" && !bytes.Contains(body, []byte(frag)) { // not the client's own text echoed
+		t.Fatalf("message %q shows Go internals (%q)", msg, frag)
 	}
 }
 
@@ -192,7 +187,7 @@ func checkBodyAccepted(t *testing.T, contentType string, body []byte, form url.V
 		}
 		return
 	}
-	if why := jsonKeys(body, jsonFields(dst)); why != "" {
+	if why := jsonKeys(body, jsonFieldNames(dst)); why != "" {
 		t.Fatalf("accepted JSON %q: %s", body, why)
 	}
 	if err := json.Unmarshal(body, fresh); err != nil || !reflect.DeepEqual(dst, fresh) {
@@ -332,7 +327,7 @@ func FuzzDecodeOrder(f *testing.F) {
 		switch mediaTypeOf(contentType) {
 		case "json":
 			var req orderRequest
-			wellFormed = wellFormed && jsonKeys(body, jsonFields(&req)) == "" && json.Unmarshal(body, &req) == nil
+			wellFormed = wellFormed && jsonKeys(body, jsonFieldNames(&req)) == "" && json.Unmarshal(body, &req) == nil
 			id, item, quantity = req.OrderID, string(req.Item), string(req.Quantity)
 			wellFormed = wellFormed && integerLiteral.MatchString(item) && integerLiteral.MatchString(quantity)
 		case "form":

@@ -90,6 +90,9 @@ func wantJSONError(t *testing.T, resp *http.Response, body []byte, status int) {
 	if err := json.Unmarshal(body, &e); err != nil || e.Error == "" {
 		t.Errorf("no JSON error message: %.300q (%v)", body, err)
 	}
+	if frag := capture.GoInternals(e.Error); frag != "" {
+		t.Errorf("message %q shows Go internals (%q)", e.Error, frag)
+	}
 }
 
 // redisWrites is what a frontend has written to its Redis: every key.
@@ -126,14 +129,14 @@ func TestHostileFrontendRequests(t *testing.T) {
 		{name: "order form over max_body", path: "/orders", contentType: hostileForm, body: "item=1&quantity=1&x=" + big, status: 413},
 
 		// Wrong content types.
-		{name: "vote as text/plain", path: "/vote", contentType: "text/plain", body: `{"choice":"cats"}`, status: 400},
-		{name: "vote without a content type", path: "/vote", body: `{"choice":"cats"}`, status: 400},
-		{name: "vote as XML", path: "/vote", contentType: "application/xml", body: `<vote><choice>cats</choice></vote>`, status: 400},
+		{name: "vote as text/plain", path: "/vote", contentType: "text/plain", body: `{"choice":"cats"}`, status: 415},
+		{name: "vote without a content type", path: "/vote", body: `{"choice":"cats"}`, status: 415},
+		{name: "vote as XML", path: "/vote", contentType: "application/xml", body: `<vote><choice>cats</choice></vote>`, status: 415},
 		{name: "vote as multipart", path: "/vote", contentType: "multipart/form-data; boundary=x",
-			body: "--x\r\nContent-Disposition: form-data; name=\"choice\"\r\n\r\ncats\r\n--x--\r\n", status: 400},
-		{name: "vote with a malformed content type", path: "/vote", contentType: "application/json; charset", body: `{"choice":"cats"}`, status: 400},
-		{name: "vote as a +json type", path: "/vote", contentType: "application/vnd.api+json", body: `{"choice":"cats"}`, status: 400},
-		{name: "order as text/plain", path: "/orders", contentType: "text/plain", body: `{"item":1,"quantity":1}`, status: 400},
+			body: "--x\r\nContent-Disposition: form-data; name=\"choice\"\r\n\r\ncats\r\n--x--\r\n", status: 415},
+		{name: "vote with a malformed content type", path: "/vote", contentType: "application/json; charset", body: `{"choice":"cats"}`, status: 415},
+		{name: "vote as a +json type", path: "/vote", contentType: "application/vnd.api+json", body: `{"choice":"cats"}`, status: 415},
+		{name: "order as text/plain", path: "/orders", contentType: "text/plain", body: `{"item":1,"quantity":1}`, status: 415},
 
 		// Invalid JSON.
 		{name: "vote truncated JSON", path: "/vote", contentType: hostileJSON, body: `{"choice":`, status: 400},
@@ -414,11 +417,11 @@ func TestHostileAdminRequests(t *testing.T) {
 		{name: "poll JSON over max_body", path: "/admin/api/polls", contentType: hostileJSON, body: `{"id":"tea","title":"` + big + `","options":["a","b"]}`, status: 413},
 
 		// Wrong content types.
-		{name: "item as text/plain", path: "/admin/api/items", contentType: "text/plain", body: `{` + item + `}`, status: 400},
-		{name: "item without a content type", path: "/admin/api/items", body: `{` + item + `}`, status: 400},
+		{name: "item as text/plain", path: "/admin/api/items", contentType: "text/plain", body: `{` + item + `}`, status: 415},
+		{name: "item without a content type", path: "/admin/api/items", body: `{` + item + `}`, status: 415},
 		{name: "item as multipart", path: "/admin/api/items", contentType: "multipart/form-data; boundary=x",
-			body: "--x\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nMug\r\n--x--\r\n", status: 400},
-		{name: "poll as XML", path: "/admin/api/polls", contentType: "application/xml", body: `<poll id="tea"/>`, status: 400},
+			body: "--x\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nMug\r\n--x--\r\n", status: 415},
+		{name: "poll as XML", path: "/admin/api/polls", contentType: "application/xml", body: `<poll id="tea"/>`, status: 415},
 
 		// Invalid JSON.
 		{name: "item truncated JSON", path: "/admin/api/items", contentType: hostileJSON, body: `{"name":`, status: 400},
@@ -618,7 +621,7 @@ func TestHostileSlowClientsAreCut(t *testing.T) {
 				if _, err := conn.Write([]byte{req[i]}); err != nil {
 					return // cut
 				}
-				time.Sleep(pace)
+				time.Sleep(pace) // the slow client is what is tested: kept
 			}
 		}()
 		got, err := io.ReadAll(conn)

@@ -2,11 +2,15 @@ package capture
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/oklog/ulid/v2"
@@ -44,18 +48,45 @@ func decodeOrder(r *http.Request, limit int64) (surge.Order, url.Values, error) 
 	}
 	o := surge.Order{ID: req.OrderID, Item: itemID, Quantity: qty}
 	if o.ID == "" {
-		o.ID = ulid.Make().String()
+		if o.ID, err = newOrderID(time.Now()); err != nil {
+			return surge.Order{}, nil, err
+		}
 	}
 	return o, form, o.Validate()
 }
 
+// orderIDEntropy is the random part of the order ids the server makes. It
+// is crypto/rand: whoever knows an order id may follow the order, and
+// ulid.Make's entropy (math/rand, seeded when the process started, which
+// /metrics publishes) could be guessed.
+var orderIDEntropy io.Reader = rand.Reader
+
+// newOrderID returns a ULID: the time in milliseconds, then 80 bits from
+// orderIDEntropy and nothing else.
+func newOrderID(now time.Time) (string, error) {
+	id, err := ulid.New(ulid.Timestamp(now), orderIDEntropy)
+	if err != nil {
+		return "", fmt.Errorf("new order id: %w", err)
+	}
+	return id.String(), nil
+}
+
 // postOrder queues an order like a vote: durable in the node's stream before
-// the 202. The order id is taken on the shard in the same atomic step, so a
-// repeat here queues nothing; a repeat on another shard is queued, and the
-// worker applies only the first one by id.
+// the 202. The order id is taken on the shard in the same atomic step, with
+// the order's item and quantity, so a repeat here queues nothing and one
+// with another payload is a 409; a repeat on another shard is queued, and
+// the worker applies only the first one by id (and never one with another
+// payload).
 func (s *Server) postOrder(c *gin.Context) {
 	o, form, err := decodeOrder(c.Request, s.cfg.MaxBody)
 	if err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
+	if !s.allow(c, s.buyers, s.clientAddr(c), "too many orders from this address; try again later") {
+		return
+	}
+	if err := s.checkItem(c.Request.Context(), o.Item); err != nil {
 		httpx.Error(c, s.log, err)
 		return
 	}
@@ -63,15 +94,21 @@ func (s *Server) postOrder(c *gin.Context) {
 	fields := surge.EncodeOrder(o)
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.AppendTimeout)
 	defer cancel()
-	_, err = s.producer.AppendOnce(ctx, redis.OrderKey(o.ID), surge.OrderPending, s.cfg.OrderKeyTTL, fields)
-	state := surge.OrderState{OrderID: o.ID, Status: surge.OrderPending}
+	_, err = s.producer.AppendOnce(ctx, redis.OrderKey(o.ID), o.Payload(), s.cfg.OrderKeyTTL, fields)
+	state := surge.OrderState{OrderID: o.ID, Status: surge.OrderPending, Item: o.Item, Quantity: o.Quantity}
 	switch {
-	case errors.Is(err, redis.ErrDuplicate):
-		// The same order again: answer with what is known of it.
-		if s.db != nil {
-			if known, err := s.db.OrderState(ctx, o.ID); err == nil {
-				state = known
-			}
+	case errors.Is(err, redis.ErrDuplicate), errors.Is(err, redis.ErrConflict):
+		// The id is taken on this shard. The order applied under it, if
+		// any, decides whose it is; until then, what this shard holds.
+		applied, ok := s.appliedOrder(ctx, o.ID)
+		switch {
+		case ok && (applied.Item != o.Item || applied.Quantity != o.Quantity),
+			!ok && errors.Is(err, redis.ErrConflict):
+			httpx.Error(c, s.log, surge.Errorf(surge.ECONFLICT,
+				"order_id %q is already taken by an order for another item or quantity", o.ID))
+			return
+		case ok:
+			state = applied
 		}
 	case err != nil:
 		s.log.Warn("queue append failed", "err", err)
@@ -86,6 +123,35 @@ func (s *Server) postOrder(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusAccepted, state)
+}
+
+// appliedOrder is the order a worker applied under id, if Postgres is
+// configured and answers.
+func (s *Server) appliedOrder(ctx context.Context, id string) (surge.OrderState, bool) {
+	if s.db == nil {
+		return surge.OrderState{}, false
+	}
+	st, err := s.db.OrderState(ctx, id)
+	return st, err == nil
+}
+
+// checkItem refuses an order for an item the catalogue does not have, so
+// orders for made-up items never reach the queue. Without a catalogue (no
+// postgres.url) the worker alone judges, and rejects them.
+func (s *Server) checkItem(ctx context.Context, id int64) error {
+	if s.catalog == nil {
+		return nil
+	}
+	ok, err := s.catalog.HasItem(ctx, id)
+	switch {
+	case err != nil && surge.ErrorCode(err) == surge.EINTERNAL:
+		return surge.Unavailable("catalogue", err)
+	case err != nil:
+		return err
+	case !ok:
+		return surge.Errorf(surge.EINVALID, "unknown item %d", id)
+	}
+	return nil
 }
 
 // getShop renders the catalogue with a buy form per item. Each form carries
@@ -108,7 +174,10 @@ func (s *Server) getShop(c *gin.Context) {
 		}
 		ids := make(map[int64]string, len(items))
 		for _, it := range items {
-			ids[it.ID] = ulid.Make().String()
+			if ids[it.ID], err = newOrderID(s.now()); err != nil {
+				httpx.Error(c, s.log, err)
+				return
+			}
 		}
 		data["Items"], data["OrderIDs"] = items, ids
 	}

@@ -8,11 +8,15 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"maps"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
 
 	"github.com/surge-vote/surge/internal/postgres"
 	"github.com/surge-vote/surge/internal/surge"
@@ -21,8 +25,16 @@ import (
 // Source is where the cache loads from.
 type Source interface {
 	Items(ctx context.Context) ([]surge.Item, error)
+	ItemExists(ctx context.Context, id int64) (bool, error)
 	Polls(ctx context.Context) ([]surge.Poll, error)
 }
+
+// Bounds on what ids the catalogue does not know may cost Postgres.
+const (
+	missTTL     = 5 * time.Second // an unknown id is not asked again for this long
+	maxMisses   = 10_000          // unknown ids remembered at once
+	missQueries = 50              // unknown ids asked about per second, overall
+)
 
 // Cache holds the catalogue as ready-to-send JSON and the poll set.
 type Cache struct {
@@ -40,6 +52,13 @@ type Cache struct {
 	configPolls []surge.Poll
 	polls       atomic.Pointer[map[string]surge.Poll]
 
+	// Item ids. Items are never deleted, so an id once seen stays known.
+	known    map[int64]bool      // under mu
+	misses   map[int64]time.Time // under mu: ids not found, until when that answer stands
+	asking   singleflight.Group  // one query per unknown id at a time
+	askLimit *rate.Limiter       // queries about unknown ids, overall
+	now      func() time.Time
+
 	// Loads counts catalogue queries to Postgres.
 	Loads prometheus.Counter
 }
@@ -47,6 +66,8 @@ type Cache struct {
 // New returns a cache. configPolls are always known, even with Postgres down.
 func New(src Source, configPolls []surge.Poll, log *slog.Logger) *Cache {
 	c := &Cache{src: src, log: log, configPolls: configPolls, ready: make(chan struct{}),
+		known: map[int64]bool{}, misses: map[int64]time.Time{}, now: time.Now,
+		askLimit: rate.NewLimiter(missQueries, missQueries),
 		Loads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "surge_catalog_db_loads_total", Help: "Catalogue reads that went to Postgres (cache misses).",
 		})}
@@ -58,6 +79,11 @@ func New(src Source, configPolls []surge.Poll, log *slog.Logger) *Cache {
 // the stored polls once (see Ready).
 func (c *Cache) Run(ctx context.Context, db *postgres.DB) {
 	c.LoadPolls(ctx)
+	// Learn the item ids now, so orders for them pass even if Postgres
+	// goes away before they are first asked about.
+	if _, err := c.ItemsJSON(ctx); err != nil {
+		c.log.Warn("first catalogue load failed", "err", err)
+	}
 	db.Listen(ctx, c.log, []string{postgres.CatalogChannel, postgres.PollsChannel},
 		func(channel, _ string) {
 			switch channel {
@@ -111,8 +137,13 @@ func (c *Cache) WaitReady(ctx context.Context) bool {
 // every read goes to Postgres.
 func (c *Cache) Listening() bool { return c.listening.Load() }
 
-// Invalidate drops the cached catalogue.
-func (c *Cache) Invalidate() { c.gen.Add(1) }
+// Invalidate drops the cached catalogue, and what it knew not to exist.
+func (c *Cache) Invalidate() {
+	c.mu.Lock()
+	c.gen.Add(1)
+	clear(c.misses)
+	c.mu.Unlock()
+}
 
 // ItemsJSON returns the catalogue as JSON, from the cache when it is valid.
 // While the cache is not listening for changes, every read goes to Postgres.
@@ -138,12 +169,72 @@ func (c *Cache) ItemsJSON(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	c.mu.Lock()
+	for _, it := range items {
+		c.known[it.ID] = true
+	}
 	// Keep the copy only if nothing changed while it was loading.
 	if c.gen.Load() == gen {
 		c.itemsJSON, c.itemsGen = b, gen
 	}
 	c.mu.Unlock()
 	return b, nil
+}
+
+// HasItem reports whether an item exists. Items it has seen are answered
+// from memory. An id it has not seen may be an item created a moment ago
+// whose NOTIFY has not arrived, so it asks Postgres, once per id per
+// missTTL (a NOTIFY forgets the misses), and at most missQueries times a
+// second overall: past that, or with Postgres down, an unseen id is
+// EUNAVAILABLE, never guessed.
+func (c *Cache) HasItem(ctx context.Context, id int64) (bool, error) {
+	now := c.now()
+	c.mu.Lock()
+	known := c.known[id]
+	until, missed := c.misses[id]
+	c.mu.Unlock()
+	switch {
+	case known:
+		return true, nil
+	case missed && now.Before(until):
+		return false, nil
+	}
+	v, err, _ := c.asking.Do(strconv.FormatInt(id, 10), func() (any, error) {
+		if !c.askLimit.AllowN(now, 1) {
+			return false, surge.Errorf(surge.EUNAVAILABLE, "catalogue busy; try again")
+		}
+		gen := c.gen.Load()
+		c.Loads.Inc()
+		ok, err := c.src.ItemExists(ctx, id)
+		if err != nil {
+			return false, err
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if ok {
+			c.known[id] = true
+			return true, nil
+		}
+		// A miss from before a NOTIFY may already be stale: don't keep it.
+		if c.gen.Load() == gen {
+			c.rememberMiss(id, now)
+		}
+		return false, nil
+	})
+	if err != nil {
+		return false, err
+	}
+	return v.(bool), nil
+}
+
+// rememberMiss notes that id did not exist at now; under mu. The table is
+// bounded: when it is full of fresh misses, this one is not kept.
+func (c *Cache) rememberMiss(id int64, now time.Time) {
+	if len(c.misses) >= maxMisses {
+		maps.DeleteFunc(c.misses, func(_ int64, until time.Time) bool { return !now.Before(until) })
+	}
+	if len(c.misses) < maxMisses {
+		c.misses[id] = now.Add(missTTL)
+	}
 }
 
 // Poll returns a poll by id, from the configured and stored polls. Before

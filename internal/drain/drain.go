@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 
 	"github.com/surge-vote/surge/internal/redis"
 	"github.com/surge-vote/surge/internal/surge"
@@ -16,7 +19,9 @@ import (
 
 // Store applies entries. Apply commits votes and orders in one transaction
 // and returns the votes it refused for good (unknown poll or option). An
-// order for an unknown item is an outcome (rejected), not a refusal.
+// order for an unknown item is an outcome (rejected), not a refusal; so is
+// an order that reuses the id of an order with another item or quantity
+// (surge.OrderConflict), which is never applied.
 type Store interface {
 	Apply(ctx context.Context, votes []surge.Vote, orders []surge.Order) (rejected []surge.Vote, outcomes []surge.OrderOutcome, err error)
 }
@@ -30,6 +35,7 @@ type Queue interface {
 	Ack(ctx context.Context, ids ...string) error
 	DeadLetter(ctx context.Context, m redis.Message, reason string) error
 	Trim(ctx context.Context) (int64, error)
+	Backlog(ctx context.Context) (redis.Backlog, error)
 }
 
 // Options tune a Shard.
@@ -42,8 +48,11 @@ type Options struct {
 	TrimEvery     time.Duration // how often to trim acknowledged entries
 	MaxDeliveries int64         // past this, an entry is applied alone and dead-lettered if it fails for good
 	FinishTimeout time.Duration // how long a batch may still take after shutdown begins
-	Logger        *slog.Logger
-	Metrics       *Metrics
+	// UnhealthyAfter bounds how long the shard may stay unreadable, or
+	// make no progress while entries wait, before Check fails.
+	UnhealthyAfter time.Duration
+	Logger         *slog.Logger
+	Metrics        *Metrics
 	// AfterCommit, if set, runs between the commit and the XACK. Tests use
 	// it to crash a worker at that point.
 	AfterCommit func(ids []string)
@@ -71,6 +80,9 @@ func (o *Options) defaults() {
 	if o.FinishTimeout <= 0 {
 		o.FinishTimeout = 10 * time.Second
 	}
+	if o.UnhealthyAfter <= 0 {
+		o.UnhealthyAfter = DefaultUnhealthyAfter
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -90,6 +102,10 @@ type Shard struct {
 	// may have delivered. They are replayed before the next new read
 	// rather than waiting ClaimIdle for a claim.
 	replay bool
+
+	mu           sync.Mutex
+	failingSince time.Time // first of the Redis reads failing now; zero once one succeeds
+	progress     time.Time // last successful read or commit; zero before Run
 }
 
 // NewShard returns a drainer for one shard.
@@ -105,6 +121,7 @@ var errStopped = errors.New("stopped before commit")
 // Run drains until ctx ends. Its own pending entries (left by an earlier
 // run of the same consumer) are replayed first.
 func (s *Shard) Run(ctx context.Context) error {
+	s.progressed()
 	if err := s.retry(ctx, "create group", func() error { return s.q.EnsureGroup(ctx) }); err != nil {
 		return nil // ctx ended
 	}
@@ -113,7 +130,7 @@ func (s *Shard) Run(ctx context.Context) error {
 	}
 	var lastClaim, lastTrim time.Time
 	claimCursor := "0-0"
-	backoff := newBackoff()
+	b := newBackOff()
 	for ctx.Err() == nil {
 		if s.replay {
 			s.replay = false
@@ -124,9 +141,10 @@ func (s *Shard) Run(ctx context.Context) error {
 		if time.Since(lastClaim) >= s.opt.ClaimEvery {
 			msgs, next, err := s.q.Claim(ctx, claimCursor, s.opt.ClaimIdle, s.opt.BatchSize)
 			if err != nil {
-				s.redisTrouble(ctx, err, backoff)
+				s.redisTrouble(ctx, err, b)
 				continue
 			}
+			s.read(nil)
 			if len(msgs) > 0 {
 				s.opt.Metrics.Claimed.WithLabelValues(s.opt.Shard).Add(float64(len(msgs)))
 				s.log.Info("claimed entries of an idle consumer", "count", len(msgs))
@@ -142,10 +160,11 @@ func (s *Shard) Run(ctx context.Context) error {
 		}
 		msgs, err := s.q.ReadNew(ctx, s.opt.BatchSize, s.opt.Block)
 		if err != nil {
-			s.redisTrouble(ctx, err, backoff)
+			s.redisTrouble(ctx, err, b)
 			continue
 		}
-		backoff.reset()
+		s.read(nil)
+		b.Reset()
 		if s.process(ctx, msgs) != nil {
 			return nil
 		}
@@ -183,30 +202,30 @@ func (s *Shard) replayOwn(ctx context.Context) error {
 	}
 }
 
-func (s *Shard) redisTrouble(ctx context.Context, err error, b *backoff) {
+func (s *Shard) redisTrouble(ctx context.Context, err error, b backoff.BackOff) {
 	if ctx.Err() != nil {
 		return
 	}
+	s.read(err)
 	s.opt.Metrics.RedisErrors.WithLabelValues(s.opt.Shard).Inc()
 	s.log.Warn("redis unavailable", "err", err)
 	s.replay = true
-	b.wait(ctx)
+	wait(ctx, b)
 }
 
-// retry runs f until it succeeds or ctx ends, backing off between tries.
+// retry runs f, a Redis read, until it succeeds or ctx ends, backing off
+// between tries.
 func (s *Shard) retry(ctx context.Context, what string, f func() error) error {
-	b := newBackoff()
-	for {
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		err := f()
-		if err == nil {
-			return nil
+		if ctx.Err() == nil {
+			s.read(err)
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+		return struct{}{}, err
+	}, backoff.WithBackOff(newBackOff()), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, _ time.Duration) {
 		s.log.Warn(what+" failed; retrying", "err", err)
-		b.wait(ctx)
-	}
+	}))
+	return err
 }
 
 // process applies a batch and acknowledges it. It returns errStopped if
@@ -311,14 +330,16 @@ func (s *Shard) apply(ctx context.Context, batch []pending) ([]surge.Vote, error
 			orders = append(orders, *p.entry.Order)
 		}
 	}
-	b := newBackoff()
+	b := newBackOff()
 	for {
 		start := time.Now()
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opt.FinishTimeout)
-		rejected, _, err := s.store.Apply(actx, votes, orders)
+		rejected, outcomes, err := s.store.Apply(actx, votes, orders)
 		cancel()
 		if err == nil {
 			s.opt.Metrics.BatchSeconds.WithLabelValues(s.opt.Shard).Observe(time.Since(start).Seconds())
+			s.progressed()
+			s.countConflicts(outcomes)
 			return rejected, nil
 		}
 		if !isTransient(err) {
@@ -330,7 +351,18 @@ func (s *Shard) apply(ctx context.Context, batch []pending) ([]surge.Vote, error
 			return nil, errStopped
 		}
 		s.log.Warn("store unavailable; retrying batch", "entries", len(batch), "err", err)
-		b.wait(ctx)
+		wait(ctx, b)
+	}
+}
+
+// countConflicts counts and logs the orders refused because their id was
+// taken by an order with another item or quantity.
+func (s *Shard) countConflicts(outcomes []surge.OrderOutcome) {
+	for _, o := range outcomes {
+		if o.Status == surge.OrderConflict {
+			s.opt.Metrics.OrderConflicts.WithLabelValues(s.opt.Shard).Inc()
+			s.log.Warn("order not applied: its order_id belongs to an order for another item or quantity", "order_id", o.ID)
+		}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/surge-vote/surge/internal/redis"
 	"github.com/surge-vote/surge/internal/surge"
+	"github.com/surge-vote/surge/internal/testenv"
 )
 
 // ---- fakes ----
@@ -61,6 +62,8 @@ type fakeQueue struct {
 	dead       []deadLetter
 	deadErr    error // returned by DeadLetter when set
 	deadFailed []string
+	backlog    redis.Backlog // what Backlog answers
+	backlogErr error
 }
 
 func (q *fakeQueue) EnsureGroup(ctx context.Context) error {
@@ -140,6 +143,12 @@ func (q *fakeQueue) DeadLetter(ctx context.Context, m redis.Message, reason stri
 }
 
 func (q *fakeQueue) Trim(ctx context.Context) (int64, error) { return 0, nil }
+
+func (q *fakeQueue) Backlog(ctx context.Context) (redis.Backlog, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.backlog, q.backlogErr
+}
 
 func (q *fakeQueue) ackedIDs() []string {
 	q.mu.Lock()
@@ -299,6 +308,7 @@ type harness struct {
 	q     *fakeQueue
 	store *fakeStore
 	opt   Options
+	shard *Shard // set by start
 }
 
 func newHarness(behave func(n int, votes []surge.Vote) ([]surge.Vote, error)) *harness {
@@ -313,8 +323,8 @@ func (h *harness) start(t *testing.T) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	shard := NewShard(h.q, h.store, h.opt)
-	go func() { done <- shard.Run(ctx) }()
+	h.shard = NewShard(h.q, h.store, h.opt)
+	go func() { done <- h.shard.Run(ctx) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -334,16 +344,18 @@ func (h *harness) start(t *testing.T) (stop func()) {
 	return stop
 }
 
-// waitUntil polls cond until it holds; it fails the test only if that
-// takes absurdly long (a hang).
+// waitUntil waits until cond holds; it fails the test only if that takes
+// absurdly long (a hang), with the events so far.
 func (h *harness) waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never saw: %s\nevents:\n%s", what, strings.Join(h.q.log.snapshot(), "\n"))
+	err := testenv.WaitFor(context.Background(), 30*time.Second, func() error {
+		if !cond() {
+			return errors.New("never saw: " + what)
 		}
-		time.Sleep(time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%v\nevents:\n%s", err, strings.Join(h.q.log.snapshot(), "\n"))
 	}
 }
 

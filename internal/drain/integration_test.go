@@ -85,21 +85,19 @@ func runShard(t *testing.T, q drain.Queue, db drain.Store, opt drain.Options) (s
 	return stop
 }
 
-// waitCounts waits until the poll's counts are want and the group is drained.
+// waitCounts waits until the poll's counts are want and the group is
+// drained: a few hundred votes in a few batches, after a claim_idle
+// (300 ms) where a dead worker left them.
 func waitCounts(t *testing.T, db *postgres.DB, q *redis.Consumer, want map[string]int64) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		res, err := db.Results(context.Background(), surge.DefaultPollID)
 		b, berr := q.Backlog(context.Background())
 		if err == nil && berr == nil && b.Drained() && res.Counts["cats"] == want["cats"] && res.Counts["dogs"] == want["dogs"] {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("counts %+v (err %v), backlog %+v (err %v); want %v", res.Counts, err, b, berr, want)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("counts %+v (err %v), backlog %+v (err %v); want %v", res.Counts, err, b, berr, want)
+	})
 }
 
 // A worker that read entries and died: another worker claims them once idle.
@@ -240,16 +238,15 @@ func TestLatestVoteWinsAcrossQueues(t *testing.T) {
 	}
 }
 
+// waitDrained waits until q's group has acknowledged everything: a few
+// votes, one batch.
 func waitDrained(t *testing.T, q *redis.Consumer) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if b, err := q.Backlog(context.Background()); err == nil && b.Drained() {
-			return
+	testenv.Eventually(t, 20*time.Second, func() error {
+		b, err := q.Backlog(context.Background())
+		if err == nil && !b.Drained() {
+			err = fmt.Errorf("queue not drained: %+v", b)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("queue did not drain")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 }

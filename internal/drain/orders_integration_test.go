@@ -2,6 +2,8 @@ package drain_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -10,12 +12,30 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/surge-vote/surge/internal/capture"
 	"github.com/surge-vote/surge/internal/drain"
 	"github.com/surge-vote/surge/internal/launcher"
+	"github.com/surge-vote/surge/internal/postgres"
 	"github.com/surge-vote/surge/internal/surge"
 	"github.com/surge-vote/surge/internal/testenv"
 )
+
+// front is a capture frontend on shard r, with its catalogue in the
+// database at pgURL if one is given.
+func front(t *testing.T, r *launcher.Redis, pgURL string) string {
+	t.Helper()
+	cfg := capture.DefaultConfig()
+	cfg.Redis.Addr, cfg.CookieKeys, cfg.Node, cfg.Postgres.URL = r.Addr, []string{"key-0123456789abcdef"}, r.Addr, pgURL
+	s, err := capture.New(context.Background(), cfg, capture.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { ts.Close(); s.Close() })
+	return ts.URL
+}
 
 // The same order_id five times, through two frontends (two shards), and a
 // worker crashes between its commit and its XACK: one order, one decrement.
@@ -28,18 +48,7 @@ func TestRepeatedOrderAppliesOnceDespiteACrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	front := func(r *launcher.Redis) string {
-		cfg := capture.DefaultConfig()
-		cfg.Redis.Addr, cfg.CookieKeys, cfg.Node = r.Addr, []string{"key-0123456789abcdef"}, r.Addr
-		s, err := capture.New(ctx, cfg, capture.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts := httptest.NewServer(s.Handler())
-		t.Cleanup(func() { ts.Close(); s.Close() })
-		return ts.URL
-	}
-	a, b := front(ra), front(rb)
+	a, b := front(t, ra, ""), front(t, rb, "")
 	body := `{"order_id":"poster-42","item":` + strconv.FormatInt(item.ID, 10) + `,"quantity":3}`
 	for _, url := range []string{a, b, a, b, a} {
 		resp, err := http.Post(url+"/orders", "application/json", strings.NewReader(body))
@@ -77,5 +86,92 @@ func TestRepeatedOrderAppliesOnceDespiteACrash(t *testing.T) {
 	st, err := db.OrderState(ctx, "poster-42")
 	if orders != 1 || stock != 7 || err != nil || st.Status != surge.OrderConfirmed {
 		t.Fatalf("orders %d (want 1), stock %d (want 7), state %+v %v", orders, stock, st, err)
+	}
+}
+
+// One order_id, two payloads, two shards: neither frontend can tell at
+// capture, so both answer 202. The worker applies the first it drains and
+// never the other, which it counts as a conflict. From then on either
+// frontend answers the other payload 409 and the owner's retry 202, and
+// the order's status names its item and quantity.
+func TestOrderIDReusedOnAnotherShardIsNeverApplied(t *testing.T) {
+	ra, rb := testenv.Redis(t), testenv.Redis(t)
+	ctx := context.Background()
+	url := testenv.PostgresURL(t)
+	db, err := postgres.Open(ctx, postgres.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ten := surge.Cents(1000)
+	var items [2]surge.Item
+	for i, name := range []string{"Gift", "Other"} {
+		if items[i], _, err = db.UpsertItem(ctx, surge.ItemInput{Name: name, Quantity: 10, Price: &ten}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := front(t, ra, url), front(t, rb, url)
+	owner := fmt.Sprintf(`{"order_id":"gift-1","item":%d,"quantity":1}`, items[0].ID)
+	other := fmt.Sprintf(`{"order_id":"gift-1","item":%d,"quantity":2}`, items[1].ID)
+	order := func(url, body string) (int, surge.OrderState) {
+		t.Helper()
+		resp, err := http.Post(url+"/orders", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var st surge.OrderState
+		json.NewDecoder(resp.Body).Decode(&st)
+		return resp.StatusCode, st
+	}
+	if code, _ := order(a, owner); code != http.StatusAccepted {
+		t.Fatalf("first order: %d", code)
+	}
+	if code, _ := order(b, other); code != http.StatusAccepted {
+		t.Fatalf("the other payload on the other shard: %d, want 202 (it cannot tell yet)", code)
+	}
+
+	// Shard A drains first, then B.
+	qa := newConsumer(t, ra.Addr, "worker-1")
+	runShard(t, qa, db, drain.Options{ClaimIdle: time.Hour})
+	waitDrained(t, qa)
+	metrics := drain.NewMetrics(nil)
+	qb := newConsumer(t, rb.Addr, "worker-2")
+	runShard(t, qb, db, drain.Options{ClaimIdle: time.Hour, Shard: "b", Metrics: metrics})
+	waitDrained(t, qb)
+
+	var orders int64
+	db.Pool.QueryRow(ctx, `SELECT count(*) FROM orders`).Scan(&orders)
+	st, err := db.OrderState(ctx, "gift-1")
+	if orders != 1 || err != nil || st.Status != surge.OrderConfirmed || st.Item != items[0].ID || st.Quantity != 1 {
+		t.Fatalf("%d orders, gift-1 %+v (%v); want one, confirmed for item %d × 1", orders, st, err, items[0].ID)
+	}
+	stock, _ := db.Items(ctx)
+	if stock[0].Quantity != 9 || stock[1].Quantity != 10 {
+		t.Fatalf("stock %+v: the conflicting order took stock", stock)
+	}
+	if n := testutil.ToFloat64(metrics.OrderConflicts.WithLabelValues("b")); n != 1 {
+		t.Fatalf("surge_worker_order_conflicts_total = %v, want 1", n)
+	}
+
+	for _, c := range []struct {
+		name, url, body string
+		want            int
+	}{
+		{"the other payload again, on B", b, other, http.StatusConflict},
+		{"the other payload on A", a, other, http.StatusConflict},
+		{"the owner's retry on B", b, owner, http.StatusAccepted},
+		{"the owner's retry on A", a, owner, http.StatusAccepted},
+	} {
+		code, st := order(c.url, c.body)
+		if code != c.want {
+			t.Errorf("%s: %d, want %d", c.name, code, c.want)
+		}
+		if code == http.StatusAccepted && (st.Status != surge.OrderConfirmed || st.Item != items[0].ID) {
+			t.Errorf("%s: %+v, want the confirmed order for item %d", c.name, st, items[0].ID)
+		}
 	}
 }

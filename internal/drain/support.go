@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/surge-vote/surge/internal/surge"
@@ -17,10 +18,14 @@ func isTransient(err error) bool { return surge.ErrorCode(err) == surge.EUNAVAIL
 type Metrics struct {
 	Applied      *prometheus.CounterVec
 	DeadLettered *prometheus.CounterVec
-	Claimed      *prometheus.CounterVec
-	RedisErrors  *prometheus.CounterVec
-	StoreErrors  *prometheus.CounterVec
-	BatchSeconds *prometheus.HistogramVec
+	// OrderConflicts counts order entries never applied because their id
+	// belongs to an order with another item or quantity. An entry delivered
+	// again after a crash between commit and XACK counts again.
+	OrderConflicts *prometheus.CounterVec
+	Claimed        *prometheus.CounterVec
+	RedisErrors    *prometheus.CounterVec
+	StoreErrors    *prometheus.CounterVec
+	BatchSeconds   *prometheus.HistogramVec
 }
 
 // NewMetrics creates the metrics and registers them with reg, if not nil.
@@ -32,6 +37,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "surge_worker_dead_letters_total", Help: "Entries moved to the dead-letter stream.",
 		}, []string{"shard", "reason"}),
+		OrderConflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "surge_worker_order_conflicts_total", Help: "Orders not applied: their order_id belongs to an order for another item or quantity.",
+		}, []string{"shard"}),
 		Claimed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "surge_worker_claimed_total", Help: "Entries taken over from idle consumers.",
 		}, []string{"shard"}),
@@ -48,20 +56,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Applied, m.DeadLettered, m.Claimed, m.RedisErrors, m.StoreErrors, m.BatchSeconds)
+		reg.MustRegister(m.OrderConflicts)
 	}
 	return m
 }
 
-type backoff struct{ d time.Duration }
+// newBackOff is the drain's retry schedule: 50 ms growing to 2 s, each
+// wait randomised by ±50 % so that workers on every shard do not retry in
+// lockstep after an outage. Reset it after a success.
+func newBackOff() *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{InitialInterval: 50 * time.Millisecond, Multiplier: 2, MaxInterval: 2 * time.Second,
+		RandomizationFactor: 0.5}
+}
 
-func newBackoff() *backoff { return &backoff{d: 50 * time.Millisecond} }
-
-func (b *backoff) reset() { b.d = 50 * time.Millisecond }
-
-func (b *backoff) wait(ctx context.Context) {
+// wait sleeps for b's next interval or until ctx ends.
+func wait(ctx context.Context, b backoff.BackOff) {
+	t := time.NewTimer(b.NextBackOff())
+	defer t.Stop()
 	select {
 	case <-ctx.Done():
-	case <-time.After(b.d):
+	case <-t.C:
 	}
-	b.d = min(b.d*2, 2*time.Second)
 }

@@ -2,17 +2,15 @@ package drain
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/gin-gonic/gin"
 
 	"github.com/surge-vote/surge/internal/httpx"
 	"github.com/surge-vote/surge/internal/postgres"
@@ -38,7 +36,10 @@ type Config struct {
 	TrimEvery     time.Duration   `mapstructure:"trim_every"`
 	MaxDeliveries int64           `mapstructure:"max_deliveries"`
 	FinishTimeout time.Duration   `mapstructure:"finish_timeout"`
-	LogLevel      string          `mapstructure:"log_level"`
+	// UnhealthyAfter is how long a shard may stay unreadable, or stalled
+	// with entries waiting, before /healthz fails.
+	UnhealthyAfter time.Duration `mapstructure:"unhealthy_after"`
+	LogLevel       string        `mapstructure:"log_level"`
 	// TestCrashAfterCommit is for fault-injection tests only: the chance,
 	// per committed batch, that the worker SIGKILLs itself after the commit
 	// and before the XACK. 0 (the default) never crashes.
@@ -48,29 +49,44 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Listen:        "127.0.0.1:8070",
-		Shards:        []string{"127.0.0.1:6379"},
-		Stream:        redis.DefaultStream,
-		Group:         "workers",
-		Postgres:      postgres.Config{URL: "postgres://surge@127.0.0.1:5432/surge?sslmode=disable", MaxConns: 16},
-		Polls:         surge.DefaultPolls(),
-		BatchSize:     2000,
-		Block:         time.Second,
-		ClaimIdle:     30 * time.Second,
-		TrimEvery:     10 * time.Second,
-		MaxDeliveries: 5,
-		FinishTimeout: 10 * time.Second,
-		LogLevel:      "info",
+		Listen:         "127.0.0.1:8070",
+		Shards:         []string{"127.0.0.1:6379"},
+		Stream:         redis.DefaultStream,
+		Group:          "workers",
+		Postgres:       postgres.Config{URL: "postgres://surge@127.0.0.1:5432/surge?sslmode=disable", MaxConns: 16},
+		Polls:          surge.DefaultPolls(),
+		BatchSize:      2000,
+		Block:          time.Second,
+		ClaimIdle:      30 * time.Second,
+		TrimEvery:      10 * time.Second,
+		MaxDeliveries:  5,
+		FinishTimeout:  10 * time.Second,
+		UnhealthyAfter: DefaultUnhealthyAfter,
+		LogLevel:       "info",
 	}
+}
+
+// Validate reports settings the worker cannot run with.
+func (c Config) Validate() error {
+	if len(c.Shards) == 0 {
+		return errors.New("worker: no shards configured")
+	}
+	// An idle read returns every Block; a shorter bound would call a
+	// healthy, idle worker stalled.
+	if c.UnhealthyAfter <= c.Block {
+		return fmt.Errorf("worker: unhealthy_after (%s) must be longer than block (%s)", c.UnhealthyAfter, c.Block)
+	}
+	return nil
 }
 
 // RunWorker migrates the schema, stores the configured polls, and drains
 // every shard until ctx ends. Each shard's batch in flight at shutdown is
 // committed and acknowledged, or left pending for another worker.
 func RunWorker(ctx context.Context, cfg Config, log *slog.Logger, afterCommit func([]string)) error {
-	if len(cfg.Shards) == 0 {
-		return fmt.Errorf("worker: no shards configured")
+	if err := cfg.Validate(); err != nil {
+		return err
 	}
+	log = log.With("consumer", cfg.Name) // on every line, once
 	if afterCommit == nil && cfg.TestCrashAfterCommit > 0 {
 		log.Warn("fault injection on: this worker will crash between commits and acks", "chance", cfg.TestCrashAfterCommit)
 		afterCommit = CrashAfterCommit(cfg.TestCrashAfterCommit, log)
@@ -89,18 +105,26 @@ func RunWorker(ctx context.Context, cfg Config, log *slog.Logger, afterCommit fu
 	}
 	defer db.Close()
 
-	gin.SetMode(gin.ReleaseMode)
-	r := gin.New()
-	var ready sync.Map // shard -> true once draining
-	r.GET("/healthz", func(c *gin.Context) {
-		status := map[string]bool{}
-		for _, s := range cfg.Shards {
-			_, ok := ready.Load(s)
-			status[s] = ok
-		}
-		c.JSON(http.StatusOK, gin.H{"status": "ok", "name": cfg.Name, "shards": status})
-	})
-	r.GET("/metrics", telemetry.MetricsHandler(reg))
+	// The shards exist before they run so that health can say, from the
+	// start, that they are not draining yet.
+	shards := make([]*Shard, len(cfg.Shards))
+	for i, addr := range cfg.Shards {
+		client := redis.NewClient(redis.Config{Addr: addr, Password: cfg.RedisPassword}, 4)
+		defer client.Close()
+		q := &redis.Consumer{Client: client, Stream: cfg.Stream, Group: cfg.Group, Name: cfg.Name}
+		shards[i] = NewShard(q, db, Options{
+			Shard: addr, BatchSize: cfg.BatchSize, Block: cfg.Block, ClaimIdle: cfg.ClaimIdle,
+			ClaimEvery: cfg.ClaimEvery, TrimEvery: cfg.TrimEvery, MaxDeliveries: cfg.MaxDeliveries,
+			FinishTimeout: cfg.FinishTimeout, UnhealthyAfter: cfg.UnhealthyAfter, Logger: log, Metrics: metrics,
+			AfterCommit: afterCommit,
+		})
+	}
+	r, err := httpx.NewEngine(httpx.EngineOptions{Service: "worker", Node: cfg.Name, Log: log, Registry: reg,
+		Health: healthOf(db.Ping, shards)})
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	srv := httpx.NewServer(r)
 	srvDone := make(chan error, 1)
 	sctx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
@@ -124,21 +148,10 @@ func RunWorker(ctx context.Context, cfg Config, log *slog.Logger, afterCommit fu
 	}
 
 	var wg sync.WaitGroup
-	for _, addr := range cfg.Shards {
-		client := redis.NewClient(redis.Config{Addr: addr, Password: cfg.RedisPassword}, 4)
-		q := &redis.Consumer{Client: client, Stream: cfg.Stream, Group: cfg.Group, Name: cfg.Name}
-		shard := NewShard(q, db, Options{
-			Shard: addr, BatchSize: cfg.BatchSize, Block: cfg.Block, ClaimIdle: cfg.ClaimIdle,
-			ClaimEvery: cfg.ClaimEvery, TrimEvery: cfg.TrimEvery, MaxDeliveries: cfg.MaxDeliveries,
-			FinishTimeout: cfg.FinishTimeout, Logger: log, Metrics: metrics, AfterCommit: afterCommit,
-		})
-		wg.Go(func() {
-			defer client.Close()
-			ready.Store(addr, true)
-			shard.Run(ctx)
-		})
+	for _, shard := range shards {
+		wg.Go(func() { shard.Run(ctx) })
 	}
-	log.Info("draining", "shards", cfg.Shards, "consumer", cfg.Name)
+	log.Info("draining", "shards", cfg.Shards)
 	wg.Wait()
 	stopServer()
 	if err := <-srvDone; err != nil {

@@ -16,6 +16,8 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/surge-vote/surge/internal/testenv"
 )
 
 // screenshotDir is git-ignored; a person can look at the pages there.
@@ -166,13 +168,13 @@ func TestBrowserJourney(t *testing.T) {
 			t.Fatalf("vote: %d", status)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for total() != "5" {
-		if time.Now().After(deadline) {
-			t.Fatalf("results page shows total %s, want 5 without reload", total())
+	// Four entries to drain, then a push.
+	testenv.Eventually(t, drainBound(4)+resultsLag, func() error {
+		if got := total(); got != "5" {
+			return fmt.Errorf("results page shows total %s, want 5 without reload", got)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	marker, err := chromedp.Run(ctx, chromedp.Evaluate[int](`window.__noReload || 0`))
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +191,15 @@ func TestBrowserJourney(t *testing.T) {
 	if err != nil || len(widths) != 2 || widths[0] != "40%" || widths[1] != "60%" {
 		t.Fatalf("bar widths %v (%v), want [40%% 60%%]", widths, err)
 	}
-	time.Sleep(400 * time.Millisecond) // let the bars' transition finish
+	// The bars' width transition (0.3 s in style.css; a loaded machine may
+	// render it a few times slower) is over before the screenshot.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		running, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.getAnimations().length`))
+		if err == nil && running > 0 {
+			err = fmt.Errorf("%d transitions still running", running)
+		}
+		return err
+	})
 	screenshot(t, ctx, dir, "results.png")
 
 	// 3. The admin adds an item through the form (inline errors first).

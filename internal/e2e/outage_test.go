@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/cookiejar"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/surge-vote/surge/internal/testenv"
 )
 
 // Postgres is stopped under load: capture keeps answering 202 (votes wait
@@ -15,62 +17,60 @@ import (
 // catch up exactly.
 func TestPostgresOutageKeepsCaptureUp(t *testing.T) {
 	c := up(t, 2, 2)
-	client := func() *http.Client {
-		jar, _ := cookiejar.New(nil)
-		return &http.Client{Jar: jar, Timeout: 10 * time.Second}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var acked, failed atomic.Int64
-	var wg sync.WaitGroup
-	for g := range 8 {
-		wg.Go(func() {
-			for i := 0; ctx.Err() == nil; i++ {
-				_, status := vote(t, client(), c.URL, []string{"cats", "dogs"}[(g+i)%2])
-				if status == http.StatusAccepted {
-					acked.Add(1)
-				} else {
-					failed.Add(1)
-				}
-				time.Sleep(5 * time.Millisecond)
+	var acked, failed, sent atomic.Int64
+	load := testenv.StartLoad(8, func() {
+		jar, _ := cookiejar.New(nil) // every vote a new voter
+		client := &http.Client{Jar: jar, Timeout: testenv.RequestBound}
+		_, status := vote(t, client, c.URL, []string{"cats", "dogs"}[sent.Add(1)%2])
+		if status == http.StatusAccepted {
+			acked.Add(1)
+		} else {
+			failed.Add(1)
+		}
+	})
+	defer load.Stop()
+	// n more votes acknowledged than now.
+	more := func(n int64) func() error {
+		want := acked.Load() + n
+		return func() error {
+			if got := acked.Load(); got < want {
+				return fmt.Errorf("%d votes acknowledged, want %d (%d failed)", got, want, failed.Load())
 			}
-		})
+			return nil
+		}
 	}
-	time.Sleep(time.Second)
+	testenv.Eventually(t, testenv.AnswersBound(100), more(100))
 	if err := c.Postgres.Stop(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	down := acked.Load()
-	time.Sleep(5 * time.Second)
+	// Capture goes on while Postgres is down.
+	testenv.Eventually(t, testenv.AnswersBound(300), more(300))
 	during := acked.Load() - down
-	if err := c.RestartPostgres(context.Background()); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.PostgresStart)
+	defer cancel()
+	if err := c.RestartPostgres(ctx); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
-	cancel()
-	wg.Wait()
+	testenv.Eventually(t, testenv.AnswersBound(100), more(100))
+	load.Stop()
 	if failed.Load() != 0 {
 		t.Fatalf("%d votes not acknowledged; capture must not depend on Postgres", failed.Load())
 	}
-	if during < 100 {
-		t.Fatalf("only %d votes acknowledged during the outage", during)
-	}
-	start := time.Now()
+	stopped := time.Now()
 	waitDrained(t, c)
-	var res struct{ Total int64 }
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	testenv.Eventually(t, resultsLag, func() error {
 		resp, err := http.Get(c.URL + "/results/api/polls/cats-vs-dogs")
-		if err == nil {
-			decodeJSON(resp, &res)
-			if res.Total == acked.Load() {
-				break
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("results show %d votes, want %d (every voter voted once)", res.Total, acked.Load())
+		var res struct{ Total int64 }
+		decodeJSON(resp, &res)
+		if res.Total != acked.Load() {
+			return fmt.Errorf("results show %d votes, want %d (every voter voted once)", res.Total, acked.Load())
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Logf("%d votes acknowledged, %d of them while Postgres was down; caught up %s after it returned",
-		acked.Load(), during, time.Since(start).Round(time.Millisecond))
+		return nil
+	})
+	t.Logf("%d votes acknowledged, %d of them while Postgres was down; results exact %s after the load stopped",
+		acked.Load(), during, time.Since(stopped).Round(time.Millisecond))
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/surge-vote/surge/internal/launcher"
 	"github.com/surge-vote/surge/internal/surge"
+	"github.com/surge-vote/surge/internal/testenv"
 )
 
 func adminPost(t *testing.T, c *launcher.Cluster, path string, body any) (int, surge.Item) {
@@ -148,19 +149,18 @@ func TestOrdersNeverOversell(t *testing.T) {
 	}
 }
 
-// waitQuantity waits up to 1 s for a frontend's catalogue to show quantity.
+// waitQuantity waits for a frontend's catalogue to show quantity. The
+// README promises a change within a second: the commit's NOTIFY drops the
+// cached copy, and the next request reads Postgres.
 func waitQuantity(t *testing.T, base string, id, quantity int64) {
 	t.Helper()
-	deadline := time.Now().Add(time.Second)
-	for {
-		for _, it := range catalogue(t, base) {
+	testenv.Eventually(t, time.Second, func() error {
+		items := catalogue(t, base)
+		for _, it := range items {
 			if it.ID == id && it.Quantity == quantity {
-				return
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s shows %+v after 1s, want item %d at %d", base, catalogue(t, base), id, quantity)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("%s shows %+v, want item %d at %d", base, items, id, quantity)
+	})
 }

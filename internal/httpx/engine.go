@@ -2,9 +2,11 @@ package httpx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -22,20 +24,38 @@ type EngineOptions struct {
 	Log            *slog.Logger
 	Registry       *prometheus.Registry
 	TrustedProxies []string // peers whose forwarding headers are believed; none if empty
-	// Health checks the service's dependencies for /healthz; its error
-	// names what is down.
+	// Health checks the service's dependencies for /healthz. Wrap each
+	// failure with Down, so the answer can name what is down.
 	Health func(ctx context.Context) error
 }
 
+// clientIPHeader carries ClientIP's answer to Gin (its TrustedPlatform), so
+// that c.ClientIP() agrees with ClientIP. The engine overwrites whatever a
+// client sent under this name.
+const clientIPHeader = "X-Surge-Client-Ip"
+
 // NewEngine returns a Gin engine with panic recovery (a 500 with a JSON
-// message), request metrics, /healthz, /metrics, the embedded assets under
-// /static and a JSON 404. The service adds its own routes.
+// message), security headers on every answer, request metrics, /healthz,
+// /metrics, the embedded assets under /static and a JSON 404. The service
+// adds its own routes.
 func NewEngine(o EngineOptions) (*gin.Engine, error) {
+	trusted, err := ParseProxies(o.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.Service, err)
+	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
-	if err := r.SetTrustedProxies(o.TrustedProxies); err != nil {
+	// Gin's own reading of X-Forwarded-For walks left past trusted-looking
+	// entries a client can write; ClientIP does not, and Gin is told its
+	// answer.
+	if err := r.SetTrustedProxies(nil); err != nil {
 		return nil, fmt.Errorf("%s: trusted proxies: %w", o.Service, err)
 	}
+	r.TrustedPlatform = clientIPHeader
+	r.Use(func(c *gin.Context) {
+		c.Request.Header.Set(clientIPHeader, ClientIP(c.Request, trusted))
+		SecurityHeaders(c.Writer.Header())
+	})
 	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, rec any) {
 		Error(c, o.Log, fmt.Errorf("panic: %v", rec))
 	}))
@@ -45,7 +65,10 @@ func NewEngine(o EngineOptions) (*gin.Engine, error) {
 			ctx, cancel := context.WithTimeout(c.Request.Context(), time.Second)
 			defer cancel()
 			if err := o.Health(ctx); err != nil {
-				c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "node": o.Node, "error": err.Error()})
+				// The detail (addresses, driver messages) is for the log.
+				failing := Failing(err)
+				o.Log.Warn("health check failed", "failing", failing, "err", err)
+				c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "node": o.Node, "failing": failing})
 				return
 			}
 		}
@@ -59,4 +82,62 @@ func NewEngine(o EngineOptions) (*gin.Engine, error) {
 		c.AbortWithStatusJSON(http.StatusMethodNotAllowed, ErrorBody{Error: "method " + c.Request.Method + " not allowed here"})
 	})
 	return r, nil
+}
+
+// ContentSecurityPolicy allows this origin's own scripts, styles, images,
+// EventSource and fetch, and forms posted to it; nothing inline, no plugins,
+// and no framing by any page.
+const ContentSecurityPolicy = "default-src 'self'; base-uri 'none'; object-src 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// SecurityHeaders sets what every answer carries: the CSP, a refusal to be
+// framed (for browsers without frame-ancestors) and no content sniffing.
+func SecurityHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", ContentSecurityPolicy)
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+}
+
+// Unhealthy is a failed health check: the dependency that is down, and why.
+type Unhealthy struct {
+	Dependency string // "redis", "postgres": what /healthz names
+	Err        error  // the detail: logged, never answered
+}
+
+func (e *Unhealthy) Error() string { return e.Dependency + ": " + e.Err.Error() }
+func (e *Unhealthy) Unwrap() error { return e.Err }
+
+// Down marks err as the failure of a dependency; nil stays nil.
+func Down(dependency string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Unhealthy{Dependency: dependency, Err: err}
+}
+
+// Failing names every dependency a health error says is down
+// (errors.Join keeps several), in the order found, or "unknown".
+func Failing(err error) string {
+	var names []string
+	var walk func(error)
+	walk = func(err error) {
+		var u *Unhealthy
+		switch e := err.(type) {
+		case nil:
+		case *Unhealthy:
+			names = append(names, e.Dependency)
+		case interface{ Unwrap() []error }:
+			for _, inner := range e.Unwrap() {
+				walk(inner)
+			}
+		default:
+			if errors.As(err, &u) {
+				names = append(names, u.Dependency)
+			}
+		}
+	}
+	walk(err)
+	if len(names) == 0 {
+		return "unknown"
+	}
+	return strings.Join(names, ", ")
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -25,8 +26,12 @@ func StatusOf(err error) int {
 		return http.StatusBadRequest
 	case surge.ENOTFOUND:
 		return http.StatusNotFound
+	case surge.ECONFLICT:
+		return http.StatusConflict
 	case surge.ETOOLARGE:
 		return http.StatusRequestEntityTooLarge
+	case surge.EUNSUPPORTED:
+		return http.StatusUnsupportedMediaType
 	case surge.EUNAVAILABLE:
 		return http.StatusServiceUnavailable
 	case surge.ERATELIMIT:
@@ -52,12 +57,19 @@ func Error(c *gin.Context, log *slog.Logger, err error) {
 		body.Fields = e.Fields
 	}
 	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
-		c.Header("Retry-After", "1")
+		c.Header("Retry-After", retryAfterSeconds(surge.RetryAfter(err)))
 	}
 	if status >= 500 {
 		log.Error("request failed", "method", c.Request.Method, "path", c.FullPath(), "status", status, "err", err)
 	}
 	c.AbortWithStatusJSON(status, body)
+}
+
+// retryAfterSeconds is a Retry-After value for a wait of d: whole seconds,
+// rounded up so that a client never comes back too early, and at least 1
+// (a dependency that is down carries no wait: a second is a fair guess).
+func retryAfterSeconds(d time.Duration) string {
+	return strconv.FormatInt(max(1, int64((d+time.Second-1)/time.Second)), 10)
 }
 
 // List answers a list as a JSON array (an empty one, never null), or err as
@@ -96,6 +108,7 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Du
 func CrossOriginProtection(h http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		SecurityHeaders(w.Header())
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		w.WriteHeader(http.StatusForbidden)
 		json.NewEncoder(w).Encode(ErrorBody{Error: "cross-origin request refused"})

@@ -27,6 +27,9 @@ type Options struct {
 	WebEnv    []string // extra environment for web instances
 	RatePerIP int      // HAProxy's per-address limit over 10 s; 0: none
 	TLS       bool     // also serve HTTPS with a generated self-signed certificate
+	// HAProxy's connection caps (see HAProxyConfig); 0: DefaultMaxConn, and
+	// no cap per address or on streams. `stack run` sets the defaults.
+	MaxConn, ConnPerIP, StreamsPerResult int
 	// Netns, if set, runs one worker inside a network namespace, so a test
 	// can cut it off from Postgres or a shard.
 	Netns *Netns
@@ -57,6 +60,8 @@ type Cluster struct {
 	Result   *Service
 	Admin    *Service
 	HAProxy  *Proc
+	// Stats is HAProxy's statistics page (host:port): see InRotation.
+	Stats string
 	// TLSURL and CACert are set when TLS is on; CACert is the PEM that
 	// clients trust.
 	TLSURL string
@@ -64,6 +69,7 @@ type Cluster struct {
 	// AdminUser and AdminPassword are the generated admin credentials.
 	AdminUser, AdminPassword string
 	opt                      Options
+	server                   map[*Service]string // HAProxy's "backend/server" for each service
 }
 
 // Up starts the whole pipeline and waits until HAProxy sees every web
@@ -169,7 +175,8 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 			return nil, err
 		}
 	}
-	hc := HAProxyConfig{Bind: addr(port), Result: []string{c.Result.Addr}, Admin: []string{c.Admin.Addr}, RatePerIP: opt.RatePerIP}
+	hc := HAProxyConfig{Bind: addr(port), Result: []string{c.Result.Addr}, Admin: []string{c.Admin.Addr}, RatePerIP: opt.RatePerIP,
+		MaxConn: opt.MaxConn, ConnPerIP: opt.ConnPerIP, StreamsPerResult: opt.StreamsPerResult}
 	if opt.TLS {
 		tlsPort, err := FreePort()
 		if err != nil {
@@ -181,8 +188,16 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 		}
 		c.TLSURL = "https://" + hc.TLSBind
 	}
-	for _, w := range c.Web {
+	statsPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	hc.StatsBind, c.Stats = addr(statsPort), addr(statsPort)
+	// The server names RenderHAProxy gives.
+	c.server = map[*Service]string{c.Result: "result/result0", c.Admin: "admin/admin0"}
+	for i, w := range c.Web {
 		hc.Web = append(hc.Web, w.Addr)
+		c.server[w] = "web/web" + strconv.Itoa(i)
 	}
 	if c.HAProxy, err = StartHAProxy(ctx, opt.Dir, hc); err != nil {
 		return nil, err
@@ -281,31 +296,23 @@ func (c *Cluster) RestartRedis(ctx context.Context, i int) error {
 	return nil
 }
 
-// waitHealthy waits until every web instance and the result service answer
-// their health checks through HAProxy's view of them.
+// waitHealthy waits until every web instance and the result and admin
+// services answer their health checks, then until HAProxy has each in
+// rotation (its health check passed `rise` times) and answers through its
+// front door.
 func (c *Cluster) waitHealthy(ctx context.Context) error {
-	targets := []string{c.Result.Addr, c.Admin.Addr}
-	for _, w := range c.Web {
-		targets = append(targets, w.Addr)
-	}
-	for _, t := range targets {
-		for {
-			resp, err := http.Get("http://" + t + "/healthz")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("wait for %s to be healthy: %w", t, ctx.Err())
-			case <-time.After(50 * time.Millisecond):
-			}
+	services := append([]*Service{c.Result, c.Admin}, c.Web...)
+	for _, s := range services {
+		if err := WaitHealthy(ctx, http.DefaultClient, "http://"+s.Addr+"/healthz", s.Proc); err != nil {
+			return err
 		}
 	}
-	// HAProxy marks servers up after `rise` checks; wait until a request
-	// through it succeeds.
+	for _, s := range services {
+		err := waitReady(ctx, c.HAProxy, healthyReady, func(ctx context.Context) error { return c.InRotation(ctx, s) })
+		if err != nil {
+			return fmt.Errorf("wait for %s to be in rotation: %w", s.Name, err)
+		}
+	}
 	client, front := http.DefaultClient, c.URL
 	if c.TLSURL != "" {
 		pool := x509.NewCertPool()
@@ -313,20 +320,34 @@ func (c *Cluster) waitHealthy(ctx context.Context) error {
 		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 		front = c.TLSURL
 	}
-	for {
-		resp, err := client.Get(front + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for haproxy: %w", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+	return WaitHealthy(ctx, client, front+"/healthz", c.HAProxy)
+}
+
+// ProxyState is s's state in HAProxy: "UP", "DOWN", "UP 1/2" (going
+// down), "DOWN 1/2" (coming back), …
+func (c *Cluster) ProxyState(ctx context.Context, s *Service) (string, error) {
+	states, err := ServerStates(ctx, c.Stats)
+	if err != nil {
+		return "", err
 	}
+	state, ok := states[c.server[s]]
+	if !ok {
+		return "", fmt.Errorf("haproxy has no server for %s", s.Name)
+	}
+	return state, nil
+}
+
+// InRotation returns nil if HAProxy sends requests to s, and otherwise an
+// error that says s's state.
+func (c *Cluster) InRotation(ctx context.Context, s *Service) error {
+	state, err := c.ProxyState(ctx, s)
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(state, "UP") {
+		return fmt.Errorf("%s is out of HAProxy's rotation: %s", s.Name, state)
+	}
+	return nil
 }
 
 // Stop stops everything in order: the front door first, so no request

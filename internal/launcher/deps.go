@@ -2,6 +2,7 @@ package launcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/user"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -47,22 +49,19 @@ func StartRedis(ctx context.Context, name, dir string, port int, extra ...string
 	r := &Redis{Proc: p, Addr: addr, Dir: dir, Extra: extra}
 	c := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1})
 	defer c.Close()
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-		err := c.Ping(pctx).Err()
-		cancel()
-		if err == nil {
-			return r, nil
-		}
-		select {
-		case <-ctx.Done():
-			p.Kill()
-			return nil, fmt.Errorf("wait for %s: %w", name, ctx.Err())
-		case <-p.Done():
-			return nil, fmt.Errorf("%s exited: %v\n%s", name, p.Err(), tail(logPath, 2000))
-		case <-time.After(30 * time.Millisecond):
-		}
+	err = waitReady(ctx, p, redisReady, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		return c.Ping(ctx).Err()
+	})
+	switch {
+	case errors.Is(err, errExited):
+		return nil, fmt.Errorf("%w\n%s", err, tail(logPath, 2000))
+	case err != nil:
+		p.Kill()
+		return nil, fmt.Errorf("wait for %s: %w", name, err)
 	}
+	return r, nil
 }
 
 // Postgres is a private PostgreSQL cluster.
@@ -130,26 +129,30 @@ func StartPostgres(ctx context.Context, dir string, port int, extra ...string) (
 	pg := &Postgres{Proc: p, Port: port, Dir: dir, Extra: extra,
 		URL: fmt.Sprintf("postgres://surge@127.0.0.1:%d/surge?sslmode=disable", port)}
 	admin := fmt.Sprintf("postgres://surge@127.0.0.1:%d/postgres?sslmode=disable", port)
-	for {
+	var createErr error // Postgres answered, and refused: waiting will not help
+	err = waitReady(ctx, p, postgresReady, func(ctx context.Context) error {
 		conn, err := pgx.Connect(ctx, admin)
-		if err == nil {
-			_, err = conn.Exec(ctx, "CREATE DATABASE surge")
-			conn.Close(ctx)
-			if err == nil || strings.Contains(err.Error(), "already exists") {
-				return pg, nil
-			}
-			p.Stop(5 * time.Second)
-			return nil, fmt.Errorf("create database: %w", err)
+		if err != nil {
+			return err
 		}
-		select {
-		case <-ctx.Done():
-			p.Kill()
-			return nil, fmt.Errorf("wait for postgres: %w", ctx.Err())
-		case <-p.Done():
-			return nil, fmt.Errorf("postgres exited: %v\n%s", p.Err(), tail(logPath, 2000))
-		case <-time.After(100 * time.Millisecond):
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "CREATE DATABASE surge"); err != nil && !strings.Contains(err.Error(), "already exists") {
+			createErr = fmt.Errorf("create database: %w", err)
+			return backoff.Permanent(createErr)
 		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errExited):
+		return nil, fmt.Errorf("%w\n%s", err, tail(logPath, 2000))
+	case createErr != nil:
+		p.Stop(5 * time.Second)
+		return nil, createErr
+	case err != nil:
+		p.Kill()
+		return nil, fmt.Errorf("wait for postgres: %w", err)
 	}
+	return pg, nil
 }
 
 // Stop stops Postgres with a fast shutdown.

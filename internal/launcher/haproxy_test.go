@@ -16,7 +16,14 @@ func TestHAProxyConfigIsValid(t *testing.T) {
 	}{
 		{"two shards", HAProxyConfig{Bind: "127.0.0.1:8080", Web: []string{"127.0.0.1:1", "127.0.0.1:2"}, Result: []string{"127.0.0.1:3"}},
 			[]string{"balance roundrobin", "option httpchk GET /healthz", "server web0 127.0.0.1:1 check", "server web1 127.0.0.1:2 check",
-				"use_backend result if to_results", "use_backend result if order_status reading", "server result0 127.0.0.1:3 check"}},
+				"use_backend result if to_results", "use_backend result if order_status reading", "server result0 127.0.0.1:3 check",
+				"use_backend stream if to_stream", "server result0 127.0.0.1:3 track result/result0", "option abortonclose",
+				"http-request deny deny_status 404 if { path,url_dec -m reg ^/+metrics(/|$) }", "maxconn 4096"}},
+		{"edge caps", HAProxyConfig{Bind: "127.0.0.1:8080", Web: []string{"127.0.0.1:1"}, Result: []string{"127.0.0.1:3", "127.0.0.1:5"},
+			MaxConn: 100, ConnPerIP: 20, StreamsPerResult: 30},
+			[]string{"maxconn 100", "tcp-request connection track-sc1 src table conns_per_ip", "tcp-request connection reject if { sc_conn_cur(1) gt 20 }",
+				"backend conns_per_ip", "timeout queue 1s", "server result0 127.0.0.1:3 track result/result0 maxconn 30",
+				"server result1 127.0.0.1:5 track result/result1 maxconn 30"}},
 		{"with admin", HAProxyConfig{Bind: "127.0.0.1:8080", Web: []string{"127.0.0.1:1"}, Result: []string{"127.0.0.1:3"}, Admin: []string{"127.0.0.1:4"}},
 			[]string{"use_backend admin if to_admin", "server admin0 127.0.0.1:4 check"}},
 	}

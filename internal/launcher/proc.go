@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 )
 
 // Proc is a supervised child process.
@@ -127,22 +130,98 @@ func FreePort() (int, error) {
 	return 0, errors.New("no free port found")
 }
 
-// WaitTCP waits until something accepts connections on addr.
+// How long a process may take to become ready, from what each waits for,
+// with room for a loaded 2-core machine. A caller's ctx can end it sooner.
+const (
+	// redis-server answers once it has loaded its AOF: at once when fresh,
+	// a few seconds after a chaos run's 100k entries.
+	redisReady = 30 * time.Second
+	// Postgres answers after crash recovery, which replays the WAL written
+	// since the last checkpoint (up to max_wal_size, 1 GB).
+	postgresReady = 2 * time.Minute
+	// A surge service listens once its stores answer and, for result and
+	// admin, migrations ran (one replica at a time, under tern's lock).
+	// HAProxy listens at once.
+	listenReady = time.Minute
+	// A listening service is healthy once it reaches its stores; HAProxy
+	// routes to it after rise (2) checks, inter (1 s) apart.
+	healthyReady = 30 * time.Second
+)
+
+// errExited says the process waited for exited instead of becoming ready.
+var errExited = errors.New("exited")
+
+// waitReady polls probe, at short, growing, jittered intervals, until it
+// succeeds. It gives up when p exits (an error wrapping errExited), when
+// ctx ends or when bound passes; probe's ctx ends then too. A probe that
+// returns backoff.Permanent(err) ends the wait with err.
+func waitReady(ctx context.Context, p *Proc, bound time.Duration, probe func(context.Context) error) error {
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval = 20*time.Millisecond, 250*time.Millisecond
+	var last error
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		select {
+		case <-p.Done():
+			return struct{}{}, backoff.Permanent(fmt.Errorf("%s %w: %v", p.Name, errExited, p.Err()))
+		default:
+		}
+		last = probe(ctx)
+		return struct{}{}, last
+	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(0)) // ctx carries the bound
+	switch {
+	case err == nil || errors.Is(err, errExited) || ctx.Err() == nil:
+		return err
+	case parent.Err() != nil:
+		return fmt.Errorf("%w (last try: %v)", parent.Err(), last)
+	default:
+		return fmt.Errorf("not ready within %s: %w (last try: %v)", bound, ctx.Err(), last)
+	}
+}
+
+// WaitTCP waits until something accepts connections on addr, for at most
+// a minute (a service's start-up).
 func WaitTCP(ctx context.Context, addr string, p *Proc) error {
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	err := waitReady(ctx, p, listenReady, func(ctx context.Context) error {
+		c, err := (&net.Dialer{Timeout: 200 * time.Millisecond}).DialContext(ctx, "tcp", addr)
 		if err == nil {
 			c.Close()
-			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for %s at %s: %w", p.Name, addr, ctx.Err())
-		case <-p.Done():
-			return fmt.Errorf("%s exited before listening on %s: %v (see its log)", p.Name, addr, p.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+		return err
+	})
+	switch {
+	case errors.Is(err, errExited):
+		return fmt.Errorf("%w before listening on %s (see its log)", err, addr)
+	case err != nil:
+		return fmt.Errorf("wait for %s at %s: %w", p.Name, addr, err)
 	}
+	return nil
+}
+
+// WaitHealthy waits until url (p's health check) answers 200 through
+// client, for at most 30 s, or until p exits.
+func WaitHealthy(ctx context.Context, client *http.Client, url string, p *Proc) error {
+	err := waitReady(ctx, p, healthyReady, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return backoff.Permanent(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s", resp.Status)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("wait for %s to be healthy: %w", url, err)
+	}
+	return nil
 }
 
 // LookBinary finds a program in PATH or in the system directories Debian

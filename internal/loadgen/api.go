@@ -119,6 +119,7 @@ type pollResults struct {
 	Poll   string           `json:"poll"`
 	Counts map[string]int64 `json:"counts"`
 	Total  int64            `json:"total"`
+	Seq    int64            `json:"seq"` // the poll's commit sequence these counts are at
 }
 
 func (a *api) pollResults(ctx context.Context, poll string) (pollResults, error) {
@@ -131,10 +132,13 @@ func (a *api) pollResults(ctx context.Context, poll string) (pollResults, error)
 type Backlog struct {
 	Drained bool `json:"drained"`
 	Shards  []struct {
-		Addr    string `json:"addr"`
-		Pending int64  `json:"pending"`
-		Lag     int64  `json:"lag"`
+		Shard   int   `json:"shard"`
+		Pending int64 `json:"pending"`
+		Lag     int64 `json:"lag"`
 	} `json:"shards"`
+	// Seq is each poll's commit sequence once drained: results at or past
+	// it include every applied vote.
+	Seq map[string]int64 `json:"seq"`
 }
 
 // Entries is the number of entries not yet drained.
@@ -153,8 +157,9 @@ func (a *api) backlog(ctx context.Context) (Backlog, error) {
 }
 
 // waitDrained waits until every shard reports nothing pending and nothing
-// undelivered, twice in a row, and returns how long it took.
-func (a *api) waitDrained(ctx context.Context, timeout time.Duration, progress func(Backlog)) (time.Duration, error) {
+// undelivered, twice in a row, and returns the last answer and how long it
+// took.
+func (a *api) waitDrained(ctx context.Context, timeout time.Duration, progress func(Backlog)) (Backlog, time.Duration, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -164,7 +169,7 @@ func (a *api) waitDrained(ctx context.Context, timeout time.Duration, progress f
 		switch {
 		case err == nil && b.Drained && len(b.Shards) > 0:
 			if streak++; streak >= 2 {
-				return time.Since(start), nil
+				return b, time.Since(start), nil
 			}
 		case err == nil:
 			streak = 0
@@ -177,9 +182,9 @@ func (a *api) waitDrained(ctx context.Context, timeout time.Duration, progress f
 		select {
 		case <-ctx.Done():
 			if err != nil {
-				return time.Since(start), fmt.Errorf("wait for the queues to drain: %w (last error: %v)", ctx.Err(), err)
+				return b, time.Since(start), fmt.Errorf("wait for the queues to drain: %w (last error: %v)", ctx.Err(), err)
 			}
-			return time.Since(start), fmt.Errorf("wait for the queues to drain: %w (%d entries left)", ctx.Err(), b.Entries())
+			return b, time.Since(start), fmt.Errorf("wait for the queues to drain: %w (%d entries left)", ctx.Err(), b.Entries())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -388,7 +388,7 @@ func (r *runner) verify(ctx context.Context) error {
 	poll, items := r.report.Poll, r.items
 	fmt.Fprintf(r.out, "\nverify: waiting for the queues to drain (at most %s)...\n", r.cfg.DrainTimeout)
 	last := time.Time{}
-	took, err := r.api.waitDrained(ctx, r.cfg.DrainTimeout, func(b Backlog) {
+	drained, took, err := r.api.waitDrained(ctx, r.cfg.DrainTimeout, func(b Backlog) {
 		if time.Since(last) > 2*time.Second {
 			fmt.Fprintf(r.out, "verify: %d entries still queued\n", b.Entries())
 			last = time.Now()
@@ -398,20 +398,32 @@ func (r *runner) verify(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Results are pushed at most once per push interval after a commit, so
-	// right after the drain they may be one interval behind the votes. Give
-	// them a few seconds to agree with the audit; a difference that stays is
-	// reported by the verdict.
+	// Drained means the result replica that answered serves every applied
+	// vote; another replica may be up to one push interval behind, which
+	// its seq shows, so wait (briefly) for results at the drain's
+	// watermark. On a poll of its own the run is then done: counts that
+	// differ from the audit are a finding, read once. On a shared poll,
+	// other clients' votes may land between the two reads: give them a few
+	// seconds to agree; a difference that stays is reported by the verdict.
 	var res pollResults
 	var votes []AuditVote
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		if res, err = r.api.pollResults(ctx, poll); err != nil {
 			return err
 		}
-		if votes, err = r.api.auditVotes(ctx, poll); err != nil {
-			return err
+		caughtUp := res.Seq >= drained.Seq[poll]
+		if caughtUp {
+			if votes, err = r.api.auditVotes(ctx, poll); err != nil {
+				return err
+			}
 		}
-		if countsAgree(res.Counts, votes) || time.Now().After(deadline) {
+		if caughtUp && (r.report.Exclusive || countsAgree(res.Counts, votes)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			if !caughtUp {
+				return fmt.Errorf("verify: the results stayed at commit %d of poll %s, behind the drained queues' %d", res.Seq, poll, drained.Seq[poll])
+			}
 			break
 		}
 		time.Sleep(100 * time.Millisecond)

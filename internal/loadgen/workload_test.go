@@ -45,7 +45,7 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Unlock()
 	if f.slow != nil && f.slow(n) {
-		time.Sleep(f.lateness)
+		time.Sleep(f.lateness) // the slow server is what is tested: kept
 	}
 	switch r.URL.Path {
 	case "/vote":
@@ -143,6 +143,7 @@ func drive(t *testing.T, f *fake, timeout time.Duration) (*Ledger, *Stats, *Work
 	r := &runner{cfg: Config{Connections: 8}, work: w, load: &http.Client{Transport: w, Timeout: timeout}}
 	sent := r.attack(context.Background(), 0, 15*time.Second, 900)
 	w.Close()
+	srv.Close() // waits for the handlers still running: late answers land
 	if sent != 900 {
 		t.Fatalf("sent %d requests, want the bound of 900", sent)
 	}
@@ -201,7 +202,6 @@ func TestWorkloadTimeoutsAreUnknown(t *testing.T) {
 	f.slow = func(n int) bool { return n%29 == 0 }
 	f.lateness = 150 * time.Millisecond
 	ledger, stats, _ := drive(t, f, 50*time.Millisecond)
-	time.Sleep(200 * time.Millisecond) // the late ones land
 	v := Verify(ledger, f.observed())
 	if !v.OK() {
 		t.Fatalf("verdict %+v", v)

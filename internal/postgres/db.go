@@ -202,18 +202,20 @@ func (db *DB) Polls(ctx context.Context) ([]surge.Poll, error) {
 	return polls, nil
 }
 
-// Results returns the counts of one poll. An unknown poll is ENOTFOUND.
+// Results returns the counts of one poll with the commit sequence and time
+// they are at, read together. An unknown poll is ENOTFOUND.
 func (db *DB) Results(ctx context.Context, poll string) (surge.Results, error) {
 	rows, err := db.Pool.Query(ctx,
-		`SELECT o.option, c.votes FROM poll_options o JOIN option_counts c USING (poll, option)
-		 WHERE o.poll = $1 ORDER BY o.position, o.option`, poll)
+		`SELECT o.option, c.votes, p.counts_seq, coalesce(p.counts_at, p.created_at)
+		 FROM polls p JOIN poll_options o ON o.poll = p.id JOIN option_counts c USING (poll, option)
+		 WHERE p.id = $1 ORDER BY o.position, o.option`, poll)
 	if err != nil {
 		return surge.Results{}, fmt.Errorf("results %s: %w", poll, err)
 	}
 	res := surge.Results{Poll: poll, Counts: map[string]int64{}}
 	var option string
 	var votes int64
-	_, err = pgx.ForEachRow(rows, []any{&option, &votes}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&option, &votes, &res.Seq, &res.UpdatedAt}, func() error {
 		res.Counts[option] = votes
 		res.Total += votes
 		return nil
@@ -224,5 +226,25 @@ func (db *DB) Results(ctx context.Context, poll string) (surge.Results, error) {
 	if len(res.Counts) == 0 {
 		return surge.Results{}, surge.Errorf(surge.ENOTFOUND, "unknown poll %q", poll)
 	}
+	res.UpdatedAt = res.UpdatedAt.UTC()
 	return res, nil
+}
+
+// Watermarks returns each poll's commit sequence: results read at or past
+// it include every vote committed before this call.
+func (db *DB) Watermarks(ctx context.Context) (map[string]int64, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT id, counts_seq FROM polls`)
+	if err != nil {
+		return nil, fmt.Errorf("commit sequences: %w", err)
+	}
+	seqs := map[string]int64{}
+	var poll string
+	var seq int64
+	if _, err := pgx.ForEachRow(rows, []any{&poll, &seq}, func() error {
+		seqs[poll] = seq
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("commit sequences: %w", err)
+	}
+	return seqs, nil
 }

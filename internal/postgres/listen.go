@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -14,24 +15,25 @@ import (
 // notifications may have been missed in between, so a cache must not trust
 // its copy while the state is false.
 func (db *DB) Listen(ctx context.Context, log *slog.Logger, channels []string, onNotify func(channel, payload string), onState func(listening bool)) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
+	b := listenBackOff()
+	backoff.Retry(ctx, func() (struct{}, error) {
 		err := db.listenOnce(ctx, channels, onNotify, func() {
-			backoff = 100 * time.Millisecond
+			b.Reset() // a connection that worked starts the schedule over
 			onState(true)
 		})
 		onState(false)
-		if ctx.Err() != nil {
-			return
-		}
+		return struct{}{}, err
+	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, _ time.Duration) {
 		log.Warn("listen connection lost; reconnecting", "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
+	}))
+}
+
+// listenBackOff is Listen's reconnection schedule: 100 ms growing to 5 s,
+// each wait randomised by ±50 % so that every service does not reconnect in
+// lockstep when Postgres comes back.
+func listenBackOff() *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, Multiplier: 2, MaxInterval: 5 * time.Second,
+		RandomizationFactor: 0.5}
 }
 
 func (db *DB) listenOnce(ctx context.Context, channels []string, onNotify func(string, string), listening func()) error {

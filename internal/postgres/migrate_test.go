@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/tern/v2/migrate"
 
 	"github.com/surge-vote/surge/internal/postgres"
 	"github.com/surge-vote/surge/internal/surge"
@@ -203,5 +204,57 @@ func TestMigrateConcurrent(t *testing.T) {
 				t.Errorf("after second Migrate: results %+v, %v; want cats=1", res, err)
 			}
 		})
+	}
+}
+
+// The migration that adds the commit sequence dates the counts of a poll
+// that has votes by its last vote; a poll without any shows its creation.
+func TestMigrationDatesExistingCounts(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.PostgresURL(t)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	m, err := migrate.NewMigrator(ctx, conn, "public.schema_version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.LoadMigrations(os.DirFS("migrations")); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.MigrateTo(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	created := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	lastVote := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, st := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO polls (id, title, created_at) VALUES ('cats-vs-dogs', 'Cats?', $1), ('best-editor', 'Editor?', $1)`, []any{created}},
+		{`INSERT INTO poll_options (poll, option, position) VALUES ('cats-vs-dogs', 'cats', 0), ('cats-vs-dogs', 'dogs', 1), ('best-editor', 'vim', 0), ('best-editor', 'nano', 1)`, nil},
+		{`INSERT INTO option_counts (poll, option, votes) VALUES ('cats-vs-dogs', 'cats', 2), ('cats-vs-dogs', 'dogs', 0), ('best-editor', 'vim', 0), ('best-editor', 'nano', 0)`, nil},
+		{`INSERT INTO votes (poll, voter, choice, version, event_id, committed_at) VALUES
+			('cats-vs-dogs', 'a', 'cats', 1, 'e1', $1), ('cats-vs-dogs', 'b', 'cats', 1, 'e2', $2)`, []any{created.Add(time.Hour), lastVote}},
+	} {
+		if _, err := conn.Exec(ctx, st.sql, st.args...); err != nil {
+			t.Fatalf("%s: %v", st.sql, err)
+		}
+	}
+	db, err := postgres.Open(ctx, postgres.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for poll, want := range map[string]time.Time{"cats-vs-dogs": lastVote, "best-editor": created} {
+		res, err := db.Results(ctx, poll)
+		if err != nil || res.Seq != 0 || !res.UpdatedAt.Equal(want) {
+			t.Errorf("%s: %+v, %v; want seq 0, updated_at %v", poll, res, err, want)
+		}
 	}
 }

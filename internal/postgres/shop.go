@@ -87,7 +87,16 @@ func (db *DB) Items(ctx context.Context) ([]surge.Item, error) {
 	return items, nil
 }
 
-// CreatePoll stores a new poll. An existing id is EINVALID.
+// ItemExists reports whether an item with this id exists.
+func (db *DB) ItemExists(ctx context.Context, id int64) (bool, error) {
+	var ok bool
+	if err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM items WHERE id = $1)`, id).Scan(&ok); err != nil {
+		return false, db.classify(fmt.Errorf("item %d: %w", id, err))
+	}
+	return ok, nil
+}
+
+// CreatePoll stores a new poll. An existing id is ECONFLICT.
 func (db *DB) CreatePoll(ctx context.Context, p surge.Poll) error {
 	if err := p.Validate(); err != nil {
 		return err
@@ -98,7 +107,7 @@ func (db *DB) CreatePoll(ctx context.Context, p surge.Poll) error {
 			return err
 		}
 		if tag.RowsAffected() == 0 {
-			return surge.Errorf(surge.EINVALID, "poll %q already exists", p.ID)
+			return surge.Errorf(surge.ECONFLICT, "poll %q already exists", p.ID)
 		}
 		for i, o := range p.Options {
 			if _, err := tx.Exec(ctx, `INSERT INTO poll_options (poll, option, position) VALUES ($1, $2, $3)`, p.ID, o, i); err != nil {
@@ -126,7 +135,8 @@ func (db *DB) CreatePoll(ctx context.Context, p surge.Poll) error {
 func (db *DB) OrderState(ctx context.Context, id string) (surge.OrderState, error) {
 	st := surge.OrderState{OrderID: id}
 	var reason *string
-	err := db.Pool.QueryRow(ctx, `SELECT status, reason FROM orders WHERE id = $1`, id).Scan(&st.Status, &reason)
+	err := db.Pool.QueryRow(ctx, `SELECT status, reason, item_id, quantity FROM orders WHERE id = $1`, id).
+		Scan(&st.Status, &reason, &st.Item, &st.Quantity)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return surge.OrderState{}, surge.Errorf(surge.ENOTFOUND, "unknown order %q", id)
 	}
@@ -142,7 +152,9 @@ func (db *DB) OrderState(ctx context.Context, id string) (surge.OrderState, erro
 // applyOrders applies a batch of orders inside tx: each order id is claimed
 // once (a repeat does nothing), then the stock of every item involved is
 // locked in id order and the orders are confirmed first come, first served
-// while stock lasts. It returns the outcomes of the orders it claimed.
+// while stock lasts. It returns the outcomes of the orders it claimed, then
+// one OrderConflict outcome per entry that reuses an id taken by an order
+// with another item or quantity: those are never applied.
 func applyOrders(ctx context.Context, tx pgx.Tx, orders []surge.Order) ([]surge.OrderOutcome, error) {
 	// One entry per id: the first occurrence.
 	seen := map[string]bool{}
@@ -179,12 +191,16 @@ func applyOrders(ctx context.Context, tx pgx.Tx, orders []surge.Order) ([]surge.
 	if err != nil {
 		return nil, fmt.Errorf("claim orders: %w", err)
 	}
-	if len(claimedIDs) == 0 {
-		return nil, nil
-	}
 	claimed := make(map[string]bool, len(claimedIDs))
 	for _, id := range claimedIDs {
 		claimed[id] = true
+	}
+	conflicts, err := orderConflicts(ctx, tx, orders, batch, claimed)
+	if err != nil {
+		return nil, err
+	}
+	if len(claimedIDs) == 0 {
+		return conflicts, nil
 	}
 
 	// 2. Lock the stock of every item involved, in id order.
@@ -247,7 +263,42 @@ func applyOrders(ctx context.Context, tx pgx.Tx, orders []surge.Order) ([]surge.
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, fmt.Errorf("record orders: %w", err)
 	}
-	return outcomes, nil
+	return append(outcomes, conflicts...), nil
+}
+
+// orderConflicts finds the entries whose id belongs to an order with
+// another item or quantity: the stored order's, for an id taken before this
+// batch, else the first entry's in the batch.
+func orderConflicts(ctx context.Context, tx pgx.Tx, orders, firsts []surge.Order, claimed map[string]bool) ([]surge.OrderOutcome, error) {
+	owner := make(map[string]string, len(firsts))
+	var taken []string
+	for _, o := range firsts {
+		if claimed[o.ID] {
+			owner[o.ID] = o.Payload()
+		} else {
+			taken = append(taken, o.ID)
+		}
+	}
+	if len(taken) > 0 {
+		rows, err := tx.Query(ctx, `SELECT id, item_id, quantity FROM orders WHERE id = ANY($1)`, taken)
+		if err != nil {
+			return nil, fmt.Errorf("compare repeated orders: %w", err)
+		}
+		var stored surge.Order
+		if _, err := pgx.ForEachRow(rows, []any{&stored.ID, &stored.Item, &stored.Quantity}, func() error {
+			owner[stored.ID] = stored.Payload()
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("compare repeated orders: %w", err)
+		}
+	}
+	var conflicts []surge.OrderOutcome
+	for _, o := range orders {
+		if o.Payload() != owner[o.ID] {
+			conflicts = append(conflicts, surge.OrderOutcome{ID: o.ID, Status: surge.OrderConflict})
+		}
+	}
+	return conflicts, nil
 }
 
 // VoteRecord is the vote that counts for one voter.

@@ -24,7 +24,8 @@ type countKey struct{ poll, option string }
 // counts, so applying a batch twice, or batches out of order, changes
 // nothing. The option counts change in the same transaction, one delta per
 // (poll, option), taken in key order so that concurrent workers never
-// deadlock on the counter rows.
+// deadlock on the counter rows, and each changed poll's commit sequence
+// moves up by one (see surge.Results.Seq).
 func (db *DB) ApplyVotes(ctx context.Context, votes []surge.Vote) (rejected []surge.Vote, err error) {
 	rejected, _, err = db.Apply(ctx, votes, nil)
 	return rejected, err
@@ -151,7 +152,11 @@ func applyVotes(ctx context.Context, tx pgx.Tx, batch []surge.Vote) error {
 		b.Queue(`UPDATE option_counts SET votes = votes + $3 WHERE poll = $1 AND option = $2`, k.poll, k.option, deltas[k])
 		changed[k.poll] = true
 	}
+	// Then each changed poll's commit sequence, in poll order, after every
+	// counter row: the row lock numbers a poll's commits in commit order,
+	// and clock_timestamp() taken under it never goes back.
 	for _, p := range slices.Sorted(maps.Keys(changed)) {
+		b.Queue(`UPDATE polls SET counts_seq = counts_seq + 1, counts_at = clock_timestamp() WHERE id = $1`, p)
 		b.Queue(`SELECT pg_notify($1, $2)`, NotifyChannel, p)
 	}
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -769,4 +770,28 @@ func BenchmarkApplyVotes(b *testing.B) {
 	}
 	b.Run("fresh-voters", func(b *testing.B) { bench(b, 0) })
 	b.Run("half-change", func(b *testing.B) { bench(b, size/2) })
+	// Workers applying batches to the same poll at once contend for its
+	// counter rows, as the workers of every shard do under a burst.
+	b.Run("4-workers", func(b *testing.B) {
+		run++
+		var batches atomic.Int64
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for i := batches.Add(1); i <= int64(b.N); i = batches.Add(1) {
+					batch := make([]surge.Vote, size)
+					for j := range batch {
+						id := fmt.Sprintf("r%d-%d-%d", run, i, j)
+						batch[j] = v(id, []string{"cats", "dogs"}[j%2], 1, id)
+					}
+					if rej, err := db.ApplyVotes(ctx, batch); err != nil || len(rej) > 0 {
+						b.Errorf("ApplyVotes: rejected %d, err %v", len(rej), err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "votes/s")
+	})
 }

@@ -251,9 +251,10 @@ type Shards struct {
 	Group   string
 }
 
-// ShardBacklog is one shard's backlog.
+// ShardBacklog is one shard's backlog. Shards are named by their number
+// (1, 2, … in the configured order), not by address: the answer is public.
 type ShardBacklog struct {
-	Addr string `json:"addr"`
+	Shard int `json:"shard"`
 	Backlog
 }
 
@@ -261,7 +262,7 @@ type ShardBacklog struct {
 // exist yet has nothing to drain.
 func (o Shards) Backlog(ctx context.Context) ([]ShardBacklog, error) {
 	out := make([]ShardBacklog, 0, len(o.Clients))
-	for _, c := range o.Clients {
+	for i, c := range o.Clients {
 		q := Consumer{Client: c, Stream: o.Stream, Group: o.Group}
 		b, err := q.Backlog(ctx)
 		if err != nil {
@@ -270,7 +271,7 @@ func (o Shards) Backlog(ctx context.Context) ([]ShardBacklog, error) {
 				return nil, err
 			}
 		}
-		out = append(out, ShardBacklog{Addr: c.Options().Addr, Backlog: b})
+		out = append(out, ShardBacklog{Shard: i + 1, Backlog: b})
 	}
 	return out, nil
 }

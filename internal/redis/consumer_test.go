@@ -83,6 +83,7 @@ func TestClaimTakesIdleEntries(t *testing.T) {
 	if err != nil || len(got) != 0 {
 		t.Fatalf("claimed %d entries that were not idle long enough (%v)", len(got), err)
 	}
+	// Idle time is what Claim judges, so the entries must age: kept.
 	time.Sleep(150 * time.Millisecond)
 	got, next, err := alive.Claim(ctx, "0-0", 100*time.Millisecond, 10)
 	if err != nil || len(got) != 5 || next != "0-0" {

@@ -32,17 +32,27 @@ const DeadLetterStream = "surge:dead"
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("producer closed")
 
-// ErrDuplicate is returned by AppendOnce when the key was already taken.
+// ErrDuplicate is returned by AppendOnce when the key was already taken
+// with the same value: a repeat.
 var ErrDuplicate = errors.New("duplicate key")
 
+// ErrConflict is returned by AppendOnce when the key was already taken with
+// another value: the same key for something else.
+var ErrConflict = errors.New("key taken with another value")
+
 // appendOnce takes KEYS[1] (value ARGV[1], ttl ARGV[2] seconds) and, only if
-// it was free, adds ARGV[3..] to stream KEYS[2]. A script is atomic, and its
+// it was free, adds ARGV[3..] to stream KEYS[2]. A key already taken answers
+// nil if it holds the same value (or "pending", what keys held before they
+// carried a value), and 0 if it holds another. A script is atomic, and its
 // effects reach the AOF as one transaction.
 const appendOnce = `
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+local held = redis.call('GET', KEYS[1])
+if held then
+  if held == ARGV[1] or held == 'pending' then return false end
+  return 0
 end
-return false`
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))`
 
 // NewClient returns a go-redis client for cfg.
 func NewClient(cfg Config, poolSize int) *goredis.Client {
@@ -54,6 +64,12 @@ func NewClient(cfg Config, poolSize int) *goredis.Client {
 		ReadTimeout:  3 * time.Second,
 		WriteTimeout: 3 * time.Second,
 		MaxRetries:   -1, // an XADD is not idempotent: never resend it blindly
+		// One dial: a refused one fails at once (go-redis would otherwise
+		// dial 5 times, 100 ms apart), so a frontend whose Redis is gone
+		// answers 503 at once and HAProxy takes it out of rotation at
+		// that first 503, instead of letting requests pile onto it for
+		// the retries' half second. Callers have their own backoff.
+		DialerRetries: 1,
 	})
 }
 
@@ -148,7 +164,8 @@ func (p *Producer) Append(ctx context.Context, fields []any) (string, error) {
 }
 
 // AppendOnce appends only if key is free, and then holds key (with value,
-// for ttl) so a repeat is refused with ErrDuplicate. Both happen atomically.
+// for ttl) so a repeat is refused: with ErrDuplicate if it comes with the
+// same value, ErrConflict if with another. Both happen atomically.
 func (p *Producer) AppendOnce(ctx context.Context, key, value string, ttl time.Duration, fields []any) (string, error) {
 	return p.append(ctx, fields, key, []any{value, int64(ttl / time.Second)})
 }
@@ -244,7 +261,7 @@ func (p *Producer) send(batch []*appendReq) {
 	results := make([]func() (string, error), len(batch))
 	for i, r := range batch {
 		if r.onceKey != "" {
-			results[i] = pipe.Eval(ctx, appendOnce, []string{r.onceKey, p.stream}, append(r.once, r.fields...)...).Text
+			results[i] = onceResult(pipe.Eval(ctx, appendOnce, []string{r.onceKey, p.stream}, append(r.once, r.fields...)...))
 			continue
 		}
 		results[i] = pipe.XAdd(ctx, &goredis.XAddArgs{Stream: p.stream, Values: r.fields}).Result
@@ -253,5 +270,20 @@ func (p *Producer) send(batch []*appendReq) {
 	for i, r := range batch {
 		id, err := results[i]()
 		r.done <- appendResult{id: id, err: err}
+	}
+}
+
+// onceResult reads appendOnce's answer: a stream id, nil (goredis.Nil: a
+// repeat) or 0 (a conflict).
+func onceResult(cmd *goredis.Cmd) func() (string, error) {
+	return func() (string, error) {
+		v, err := cmd.Result()
+		if err != nil {
+			return "", err
+		}
+		if id, ok := v.(string); ok {
+			return id, nil
+		}
+		return "", ErrConflict
 	}
 }

@@ -3,6 +3,8 @@ package results
 import (
 	"context"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,9 +19,12 @@ import (
 // Snapshot is one poll's results at a moment.
 type Snapshot struct {
 	surge.Results
-	Title     string    `json:"title"`
-	Options   []string  `json:"options"` // in display order
-	UpdatedAt time.Time `json:"updated_at"`
+	Title   string   `json:"title"`
+	Options []string `json:"options"` // in display order
+
+	// read orders snapshots by when their read began: a read that began
+	// later sees every commit an earlier one saw.
+	read uint64
 }
 
 // Live keeps the latest results of every poll and pushes changes to
@@ -32,7 +37,9 @@ type Live struct {
 
 	mu        sync.Mutex
 	meta      []surge.Poll // poll titles and options, in order
-	metaStale bool
+	metaGen   uint64       // bumped by every poll NOTIFY
+	metaOf    uint64       // the metaGen meta was loaded in
+	metaLoads singleflight.Group
 	snapshots map[string]Snapshot
 	dirty     map[string]bool
 	subs      map[*Subscription]struct{}
@@ -40,15 +47,20 @@ type Live struct {
 	wake      chan struct{}
 	done      chan struct{}
 	reads     singleflight.Group // concurrent reads of one poll share a query
+	readSeq   atomic.Uint64      // numbers reads as they begin
 
 	// Reads counts results queries to Postgres.
 	Reads prometheus.Counter
+	// MaxSubscribers caps connected subscribers (0: no cap); set it before
+	// serving. Each one costs memory and a goroutine, so one client cannot be
+	// allowed to open them without bound.
+	MaxSubscribers int
 }
 
 // NewLive returns a hub; call Run to keep it in step with Postgres.
 func NewLive(store Store, log *slog.Logger, interval time.Duration) *Live {
 	return &Live{store: store, log: log, interval: interval,
-		metaStale: true, snapshots: map[string]Snapshot{}, dirty: map[string]bool{}, subs: map[*Subscription]struct{}{},
+		metaGen: 1, snapshots: map[string]Snapshot{}, dirty: map[string]bool{}, subs: map[*Subscription]struct{}{},
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 		Reads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "surge_results_db_reads_total", Help: "Poll results read from Postgres.",
@@ -64,9 +76,7 @@ func (l *Live) Run(ctx context.Context, db *postgres.DB) {
 	go db.Listen(ctx, l.log, []string{postgres.NotifyChannel, postgres.PollsChannel},
 		func(channel, poll string) {
 			if channel == postgres.PollsChannel {
-				l.mu.Lock()
-				l.metaStale = true
-				l.mu.Unlock()
+				l.staleMeta()
 			}
 			l.markDirty(poll)
 		},
@@ -105,9 +115,7 @@ func (l *Live) markDirty(poll string) {
 }
 
 func (l *Live) markAllDirty(ctx context.Context) {
-	l.mu.Lock()
-	l.metaStale = true
-	l.mu.Unlock()
+	l.staleMeta()
 	polls, err := l.Polls(ctx)
 	if err != nil {
 		l.log.Warn("list polls failed", "err", err)
@@ -118,22 +126,44 @@ func (l *Live) markAllDirty(ctx context.Context) {
 	}
 }
 
+// staleMeta marks the poll list out of date: a poll was created.
+func (l *Live) staleMeta() {
+	l.mu.Lock()
+	l.metaGen++
+	l.mu.Unlock()
+}
+
 // Polls returns every poll's title and options, cached while listening.
+// Concurrent reloads share one query.
 func (l *Live) Polls(ctx context.Context) ([]surge.Poll, error) {
 	l.mu.Lock()
-	meta, stale := l.meta, l.metaStale || !l.listening.Load()
+	meta, gen := l.meta, l.metaGen
+	stale := l.metaOf != gen || !l.listening.Load()
 	l.mu.Unlock()
 	if !stale {
 		return meta, nil
 	}
-	meta, err := l.store.Polls(ctx)
+	// Keyed by generation: a caller who heard of a newer poll never shares
+	// an older load.
+	v, err, _ := l.metaLoads.Do(strconv.FormatUint(gen, 10), func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		meta, err := l.store.Polls(lctx)
+		if err != nil {
+			return nil, err
+		}
+		l.mu.Lock()
+		// A poll NOTIFY during the load may not be in it: then stay stale.
+		if gen > l.metaOf {
+			l.meta, l.metaOf = meta, gen
+		}
+		l.mu.Unlock()
+		return meta, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	l.mu.Lock()
-	l.meta, l.metaStale = meta, false
-	l.mu.Unlock()
-	return meta, nil
+	return v.([]surge.Poll), nil
 }
 
 // refresh reads every dirty poll once and publishes it.
@@ -171,11 +201,12 @@ func (l *Live) readOnce(ctx context.Context, poll string) (Snapshot, error) {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	l.Reads.Inc()
+	read := l.readSeq.Add(1)
 	res, err := l.store.Results(rctx, poll)
 	if err != nil {
 		return Snapshot{}, err
 	}
-	snap := Snapshot{Results: res, UpdatedAt: time.Now().UTC()}
+	snap := Snapshot{Results: res, read: read}
 	polls, err := l.Polls(rctx)
 	if err != nil {
 		return Snapshot{}, err
@@ -188,21 +219,34 @@ func (l *Live) readOnce(ctx context.Context, poll string) (Snapshot, error) {
 	return snap, nil
 }
 
+// keep caches snap unless the cache holds a read that began later, and
+// returns the newer of the two. Reads finish out of order (a shared read may
+// have begun before a commit that a later one includes): the cache never
+// goes back. Called with l.mu held.
+func (l *Live) keep(snap Snapshot) Snapshot {
+	if cur, ok := l.snapshots[snap.Poll]; ok && cur.read > snap.read {
+		return cur
+	}
+	l.snapshots[snap.Poll] = snap
+	return snap
+}
+
+// publish caches snap and pushes the newest snapshot of its poll to every
+// subscriber, under l.mu so that subscribers get them in order.
 func (l *Live) publish(snap Snapshot) {
 	l.mu.Lock()
-	l.snapshots[snap.Poll] = snap
-	subs := make([]*Subscription, 0, len(l.subs))
+	defer l.mu.Unlock()
+	snap = l.keep(snap)
 	for s := range l.subs {
-		subs = append(subs, s)
-	}
-	l.mu.Unlock()
-	for _, s := range subs {
 		s.offer(snap)
 	}
 }
 
 // Snapshot returns a poll's results from the cache when it is trustworthy
-// (the hub is listening), and from Postgres otherwise.
+// (the hub is listening), and from Postgres otherwise. While listening, a
+// poll missing from the poll list is unknown without a query: the list is
+// reloaded when a poll is created (NOTIFY), so a flood of made-up ids costs
+// Postgres nothing.
 func (l *Live) Snapshot(ctx context.Context, poll string) (Snapshot, error) {
 	l.mu.Lock()
 	snap, ok := l.snapshots[poll]
@@ -210,18 +254,44 @@ func (l *Live) Snapshot(ctx context.Context, poll string) (Snapshot, error) {
 	if ok && l.listening.Load() {
 		return snap, nil
 	}
+	if l.listening.Load() {
+		polls, err := l.Polls(ctx)
+		if err != nil {
+			return Snapshot{}, err
+		}
+		if !slices.ContainsFunc(polls, func(p surge.Poll) bool { return p.ID == poll }) {
+			return Snapshot{}, surge.Errorf(surge.ENOTFOUND, "unknown poll %q", poll)
+		}
+	}
 	snap, err := l.read(ctx, poll)
 	if err != nil {
 		return Snapshot{}, err
 	}
-	if l.listening.Load() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.keep(snap), nil
+}
+
+// CatchUp brings the cache to at least seqs, each poll's commit sequence read
+// after the shards drained: what Snapshot returns next includes every vote
+// committed before. A poll behind is read at once, past the coalescing and
+// past any read in flight, which may have begun before those commits.
+func (l *Live) CatchUp(ctx context.Context, seqs map[string]int64) error {
+	for poll, want := range seqs {
 		l.mu.Lock()
-		if _, newer := l.snapshots[poll]; !newer {
-			l.snapshots[poll] = snap
-		}
+		snap, ok := l.snapshots[poll]
 		l.mu.Unlock()
+		// Uncached and never changed: any later read has it all.
+		if ok && snap.Seq >= want || !ok && want == 0 {
+			continue
+		}
+		snap, err := l.readOnce(ctx, poll)
+		if err != nil {
+			return err
+		}
+		l.publish(snap)
 	}
-	return snap, nil
+	return nil
 }
 
 // Subscription receives the latest snapshot of every poll that changes. A
@@ -233,16 +303,20 @@ type Subscription struct {
 }
 
 // Subscribe registers a subscriber; call the returned function to leave.
-func (l *Live) Subscribe() (*Subscription, func()) {
+// Past MaxSubscribers it refuses with an unavailable error.
+func (l *Live) Subscribe() (*Subscription, func(), error) {
 	s := &Subscription{latest: map[string]Snapshot{}, ready: make(chan struct{}, 1)}
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.MaxSubscribers > 0 && len(l.subs) >= l.MaxSubscribers {
+		return nil, nil, surge.Errorf(surge.EUNAVAILABLE, "too many live result streams; retry later")
+	}
 	l.subs[s] = struct{}{}
-	l.mu.Unlock()
 	return s, func() {
 		l.mu.Lock()
 		delete(l.subs, s)
 		l.mu.Unlock()
-	}
+	}, nil
 }
 
 // Subscribers is the number of connected subscribers.

@@ -36,6 +36,8 @@ type Config struct {
 	Group         string   `mapstructure:"group"`
 	// PushInterval is the most often a poll's results are read and pushed.
 	PushInterval time.Duration `mapstructure:"push_interval"`
+	// MaxStreams caps live-result streams (503 past it); 0: no cap.
+	MaxStreams int `mapstructure:"max_streams"`
 }
 
 // DefaultConfig returns the defaults.
@@ -48,6 +50,7 @@ func DefaultConfig() Config {
 		Stream:       redis.DefaultStream,
 		Group:        "workers",
 		PushInterval: 200 * time.Millisecond,
+		MaxStreams:   2000,
 	}
 }
 
@@ -55,6 +58,8 @@ func DefaultConfig() Config {
 type Store interface {
 	Polls(ctx context.Context) ([]surge.Poll, error)
 	Results(ctx context.Context, poll string) (surge.Results, error)
+	// Watermarks returns each poll's commit sequence (surge.Results.Seq).
+	Watermarks(ctx context.Context) (map[string]int64, error)
 	OrderState(ctx context.Context, id string) (surge.OrderState, error)
 	Ping(ctx context.Context) error
 }
@@ -83,7 +88,8 @@ func New(node string, store Store, queued Queues, live *Live, log *slog.Logger) 
 	s.reg.MustRegister(live.Reads, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "surge_results_stream_clients", Help: "Connected live-result streams.",
 	}, func() float64 { return float64(live.Subscribers()) }))
-	r, err := httpx.NewEngine(httpx.EngineOptions{Service: "result", Node: node, Log: log, Registry: s.reg, Health: store.Ping})
+	r, err := httpx.NewEngine(httpx.EngineOptions{Service: "result", Node: node, Log: log, Registry: s.reg,
+		Health: func(ctx context.Context) error { return httpx.Down("postgres", store.Ping(ctx)) }})
 	if err != nil {
 		panic(err) // no trusted proxies: cannot fail
 	}
@@ -157,19 +163,43 @@ func (s *Server) orderState(ctx context.Context, id string) (surge.OrderState, e
 	return surge.OrderState{}, surge.Errorf(surge.ENOTFOUND, "unknown order %q", id)
 }
 
-// getBacklog tells whether the workers have drained every shard: what a
-// load tool waits for before it verifies.
+// Backlog is the answer of the backlog endpoint.
+type Backlog struct {
+	// Drained: every shard is drained, and the results served now include
+	// every entry the workers applied.
+	Drained bool                 `json:"drained"`
+	Shards  []redis.ShardBacklog `json:"shards"`
+	// Seq is each poll's commit sequence once drained: results whose seq
+	// is at least this include every applied vote.
+	Seq map[string]int64 `json:"seq,omitempty"`
+}
+
+// getBacklog tells whether the workers have drained every shard and the
+// results include all they applied: what a load tool waits for before it
+// verifies. The order matters: a worker acknowledges only after its commit,
+// so the sequences read once the shards are drained cover every applied
+// entry, and the cache is brought up to them before the answer.
 func (s *Server) getBacklog(c *gin.Context) {
-	shards, err := s.queued.Backlog(c.Request.Context())
+	ctx := c.Request.Context()
+	shards, err := s.queued.Backlog(ctx)
 	if err != nil {
 		httpx.Error(c, s.log, surge.Unavailable("queue", err))
 		return
 	}
-	drained := true
-	for _, b := range shards {
-		drained = drained && b.Drained()
+	b := Backlog{Drained: true, Shards: shards}
+	for _, sh := range shards {
+		b.Drained = b.Drained && sh.Drained()
 	}
-	c.JSON(http.StatusOK, gin.H{"drained": drained, "shards": shards})
+	if b.Drained {
+		if b.Seq, err = s.store.Watermarks(ctx); err == nil {
+			err = s.live.CatchUp(ctx, b.Seq)
+		}
+		if err != nil {
+			httpx.Error(c, s.log, unavailableUnlessDomain(err))
+			return
+		}
+	}
+	c.JSON(http.StatusOK, b)
 }
 
 func (s *Server) getPolls(c *gin.Context) {
@@ -212,7 +242,7 @@ func (s *Server) pollViews(ctx context.Context) ([]PollView, error) {
 			return nil, err
 		}
 		res := snap.Results
-		v := PollView{ID: p.ID, Title: p.Title, Total: res.Total, Results: res, UpdatedAt: snap.UpdatedAt}
+		v := PollView{ID: p.ID, Title: p.Title, Total: res.Total, Results: res, UpdatedAt: res.UpdatedAt}
 		for _, o := range p.Options {
 			v.Rows = append(v.Rows, Row{Option: o, Count: res.Counts[o]})
 		}
@@ -237,7 +267,11 @@ func (s *Server) getPage(c *gin.Context) {
 // getStream pushes results as Server-Sent Events: every poll on connect,
 // then each poll whenever a worker commits a change to it.
 func (s *Server) getStream(c *gin.Context) {
-	sub, leave := s.live.Subscribe() // before the first snapshot: miss nothing
+	sub, leave, err := s.live.Subscribe() // before the first snapshot: miss nothing
+	if err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
 	defer leave()
 	ctx := c.Request.Context()
 	polls, err := s.live.Polls(ctx)

@@ -64,6 +64,11 @@ const (
 	TLSPort       = 8443 // HAProxy's HTTPS inside its container (with Options.TLS)
 	WebAlias      = "web"
 	WebSlots      = 64 // server-template slots for web tasks in haproxy.cfg
+	// HAProxy's defaults for open connections per client address, and
+	// live-result streams per result task (HTTP_CONN_PER_IP,
+	// HTTP_STREAMS_PER_RESULT); the same as `stack run`'s.
+	ConnPerIP        = 500
+	StreamsPerResult = 1000
 
 	postgresURL = "postgres://surge@postgres:5432/surge?sslmode=disable"
 	slotName    = "{{.Service.Name}}-{{.Task.Slot}}" // a Swarm template: stable per slot
@@ -133,13 +138,46 @@ type service struct {
 	HAProxy       bool // its config
 }
 
-// ourHealth probes /healthz with the image's static probe.
-func ourHealth(retries int, start string) health {
-	return health{Test: []string{"CMD", "/healthcheck"}, Interval: "2s", Timeout: "2s", Retries: retries, Start: start}
+// Every health check's timeout and retries. Swarm kills and replaces a task
+// whose check fails retries times in a row, and a probe runs through docker
+// exec, which alone can take several seconds on a loaded 2-core node (at a
+// load average of 30 to 50, probes timed out at 2 s and at 5 s, several in
+// a row): a check that flaps under load kills healthy tasks, mid-update too
+// (see rollOrder), and a store killed that way must recover again. 10 s per
+// probe, above /healthcheck's own 3 s, and 10 failures in a row: a task is
+// replaced after about two minutes stuck, or 20 s of refusals (a dependency
+// down: a store restarts within that on an idle node). HAProxy's own checks
+// (every second, fall 2) take a server out of rotation long before.
+const (
+	healthTimeout = "10s"
+	healthRetries = 10
+)
+
+// ourHealth probes /healthz with the image's static probe, every 2 s: a
+// new task is found healthy, and listed in Docker's DNS, soon after it
+// starts.
+func ourHealth(start string) health {
+	return health{Test: []string{"CMD", "/healthcheck"}, Interval: "2s", Timeout: healthTimeout, Retries: healthRetries, Start: start}
+}
+
+// rollOrder is the update order of a stateless service with that many
+// replicas. With two or more, stop-first: the others serve meanwhile. It
+// also avoids a Swarm race (moby/swarmkit#2242): in a start-first update,
+// an old task that fails before the updater has replaced it is restarted
+// with the new spec by the restart policy, the updater starts its own new
+// task too, and the slot keeps two running tasks once the update
+// completes. A single replica stays start-first, or each update would be
+// an outage.
+func rollOrder(replicas int) (order, note string) {
+	if replicas > 1 {
+		return "stop-first", "stop-first: the other replicas serve meanwhile, and a start-first update can\nleave a slot with two tasks when an old one fails mid-update\n(moby/swarmkit#2242)."
+	}
+	return "start-first", ""
 }
 
 func stateless(replicas int, cpus, mem string) deployment {
-	return deployment{Replicas: replicas, Order: "start-first", Delay: "5s", Monitor: "10s", Restart: "2s", Window: "30s",
+	order, note := rollOrder(replicas)
+	return deployment{Replicas: replicas, Order: order, OrderNote: note, Delay: "5s", Monitor: "10s", Restart: "2s", Window: "30s",
 		CPUs: cpus, Mem: mem, RCPUs: "0.05", RMem: "32M"}
 }
 
@@ -170,10 +208,11 @@ func services(opt Options) []service {
 
 	hap := service{Name: "haproxy", Image: HAProxyImageVar, HAProxy: true, Networks: nets("edge"),
 		Ports: []port{{ListenPort, "${HTTP_PORT:-80}"}},
-		Env:   []kv{{"RATE_PER_IP", "${HTTP_RATE_PER_IP:-0}"}},
+		Env: []kv{{"RATE_PER_IP", "${HTTP_RATE_PER_IP:-0}"}, {"CONN_PER_IP", fmt.Sprintf("${HTTP_CONN_PER_IP:-%d}", ConnPerIP)},
+			{"STREAMS_PER_RESULT", fmt.Sprintf("${HTTP_STREAMS_PER_RESULT:-%d}", StreamsPerResult)}},
 		Health: health{Test: []string{"CMD", "bash", "-c",
 			`exec 3<>/dev/tcp/127.0.0.1/8404 && printf 'GET /healthz HTTP/1.0\r\n\r\n' >&3 && grep -q '^HTTP/1.[01] 200' <&3`},
-			Interval: "5s", Timeout: "3s", Retries: 3, Start: "10s"},
+			Interval: "5s", Timeout: healthTimeout, Retries: healthRetries, Start: "10s"},
 		StopGrace: "10s",
 		Deploy: deployment{Global: true, Comment: "One per node, each bound to the node's port: an outside load balancer\n(or DNS) can use any node, as with the routing mesh.",
 			Order: "stop-first", OrderNote: "Stateless, but two tasks cannot share a node's port: stop-first.",
@@ -191,14 +230,15 @@ func services(opt Options) []service {
 		web := service{Name: fmt.Sprintf("web-%d", k), Comment: fmt.Sprintf("Shard %d: a stateless frontend and its own durable queue.", k),
 			Image: ImageVar, Command: []string{"/web"}, Hostname: true,
 			Env: append(append([]kv{listen, {"SURGE_REDIS_ADDR", fmt.Sprintf("redis-%d:6379", k)},
-				{"SURGE_COOKIE_KEYS_FILE", "/run/secrets/" + CookieKeysSecret}, {"SURGE_COOKIE_SECURE", "${SURGE_COOKIE_SECURE:-}"}},
+				{"SURGE_COOKIE_KEYS_FILE", "/run/secrets/" + CookieKeysSecret}, {"SURGE_COOKIE_SECURE", "${SURGE_COOKIE_SECURE:-}"},
+				{"SURGE_NEW_VOTERS_PER_IP", "${SURGE_NEW_VOTERS_PER_IP:-}"}, {"SURGE_ORDERS_PER_IP", "${SURGE_ORDERS_PER_IP:-}"}},
 				pgEnv(4)...), polls),
 			Secrets: []string{CookieKeysSecret, PostgresPasswordSecret},
 			Networks: []network{
 				{Name: "edge", Aliases: []string{WebAlias}, Comment: "Every shard's frontends answer to tasks." + WebAlias + " for HAProxy."},
 				{Name: fmt.Sprintf("shard-%d", k)},
 				{Name: "db", Comment: "The catalogue (polls, items); capture never waits for it."}},
-			Health: ourHealth(2, "15s"), StopGrace: "15s", Deploy: stateless(opt.WebReplicas, "2", "256M")}
+			Health: ourHealth("15s"), StopGrace: "15s", Deploy: stateless(opt.WebReplicas, "2", "256M")}
 		web.Deploy.Constraint = constraint
 		web.Deploy.Rollback = true
 		web.Deploy.Restart, web.Deploy.Window = "1s", "20s"
@@ -207,7 +247,7 @@ func services(opt Options) []service {
 				"--protected-mode", "no", "--maxmemory", "768mb", "--maxmemory-policy", "noeviction"},
 			CommandNote: "AOF fsynced before every reply: web answers 202 only after it. A memory\ncap with noeviction makes a full queue refuse writes (web answers 503)\nrather than lose entries or be killed.",
 			Volumes:     []string{fmt.Sprintf("redis-%d-data:/data", k)}, Networks: nets(fmt.Sprintf("shard-%d", k)),
-			Health:    health{Test: []string{"CMD-SHELL", "redis-cli ping | grep -q PONG"}, Interval: "2s", Timeout: "2s", Retries: 3, Start: "30s"},
+			Health:    health{Test: []string{"CMD-SHELL", "redis-cli ping | grep -q PONG"}, Interval: "2s", Timeout: healthTimeout, Retries: healthRetries, Start: "30s"},
 			StopGrace: "30s", Deploy: stateful(constraint, "1", "1G", "0.1", "128M")}
 		redis.Deploy.Restart = "1s"
 		all = append(all, web, redis)
@@ -218,17 +258,17 @@ func services(opt Options) []service {
 		Env: append(append([]kv{{"SURGE_MODE", "admin"}, listen}, pgEnv(4)...),
 			kv{"SURGE_ADMIN_USER", "${SURGE_ADMIN_USER:-admin}"}, kv{"SURGE_ADMIN_PASSWORD_FILE", "/run/secrets/" + AdminPasswordSecret}, polls),
 		Secrets: []string{PostgresPasswordSecret, AdminPasswordSecret}, Networks: nets("edge", "db"),
-		Health: ourHealth(2, "30s"), StopGrace: "15s", Deploy: stateless(opt.AdminReplicas, "1", "256M")}
+		Health: ourHealth("30s"), StopGrace: "15s", Deploy: stateless(opt.AdminReplicas, "1", "256M")}
 	result := service{Name: "result", Comment: "Results, and order status: it reads every shard to tell a pending order\nfrom an unknown one.",
 		Image: ImageVar, Command: []string{"/result"}, Hostname: true,
 		Env:     append(append([]kv{listen}, pgEnv(8)...), kv{"SURGE_SHARDS", strings.Join(shardAddrs, ",")}, polls),
 		Secrets: []string{PostgresPasswordSecret}, Networks: nets(append([]string{"edge", "db"}, shardNets...)...),
-		Health: ourHealth(2, "30s"), StopGrace: "15s", Deploy: stateless(opt.ResultReplicas, "1", "256M")}
+		Health: ourHealth("30s"), StopGrace: "15s", Deploy: stateless(opt.ResultReplicas, "1", "256M")}
 	worker := service{Name: "worker", Comment: "Every worker drains every shard. Its consumer name is its slot's, so a\ntask that replaces a dead one replays the entries the dead one held.",
 		Image: ImageVar, Command: []string{"/worker"}, Hostname: true,
 		Env:     append(append([]kv{listen, {"SURGE_NAME", slotName}, {"SURGE_SHARDS", strings.Join(shardAddrs, ",")}}, pgEnv(8)...), polls),
 		Secrets: []string{PostgresPasswordSecret}, Networks: nets(append([]string{"db"}, shardNets...)...),
-		Health: ourHealth(3, "30s"), StopGrace: "20s", StopNote: "Longer than the worker's finish_timeout (10s): it commits and\nacknowledges the batch it holds before it exits.",
+		Health: ourHealth("30s"), StopGrace: "20s", StopNote: "Longer than the worker's finish_timeout (10s): it commits and\nacknowledges the batch it holds before it exits.",
 		Deploy: stateless(opt.Workers, "2", "256M")}
 	worker.Deploy.Order = "stop-first"
 	worker.Deploy.OrderNote = "stop-first: the new task takes over the old one's consumer name, and\ntwo live consumers with one name would both replay its pending entries."
@@ -236,7 +276,7 @@ func services(opt Options) []service {
 	postgres := service{Name: "postgres", Image: PostgresImageVar, Command: []string{"postgres", "-c", "max_connections=200"},
 		Env:     []kv{{"POSTGRES_USER", "surge"}, {"POSTGRES_DB", "surge"}, {"POSTGRES_PASSWORD_FILE", "/run/secrets/" + PostgresPasswordSecret}},
 		Secrets: []string{PostgresPasswordSecret}, Volumes: []string{"postgres-data:/var/lib/postgresql/data"}, Networks: nets("db"),
-		Health:    health{Test: []string{"CMD", "pg_isready", "-h", "127.0.0.1", "-U", "surge", "-d", "surge"}, Interval: "2s", Timeout: "3s", Retries: 5, Start: "60s"},
+		Health:    health{Test: []string{"CMD", "pg_isready", "-h", "127.0.0.1", "-U", "surge", "-d", "surge"}, Interval: "2s", Timeout: healthTimeout, Retries: healthRetries, Start: "60s"},
 		StopGrace: "60s", Deploy: stateful(fmt.Sprintf("node.labels.%s == true", PostgresLabel), "2", "2G", "0.25", "256M")}
 	return append(all, admin, result, worker, postgres)
 }
@@ -267,6 +307,7 @@ func Render(opt Options) ([]byte, error) {
 		"O": opt, "Shards": shards, "Services": services(opt), "SlotName": slotName,
 		"ConfigName": HAProxyConfigName(), "ConfigPath": deploy.HAProxyConfigPath,
 		"ShardLabel": ShardLabel, "PGLabel": PostgresLabel, "Secrets": secrets,
+		"ConnPerIP": ConnPerIP, "StreamsPerResult": StreamsPerResult,
 		"PGSecret": PostgresPasswordSecret, "CookieSecret": CookieKeysSecret, "AdminSecret": AdminPasswordSecret, "TLSSecret": TLSSecret,
 	}
 	var b bytes.Buffer
@@ -323,8 +364,14 @@ var stackTemplate = template.Must(template.New("stack").Funcs(funcs).Parse(`# su
 # ` + "`" + `make image` + "`" + ` builds; REDIS_IMAGE (redis:7), POSTGRES_IMAGE (postgres:16),
 # HAPROXY_IMAGE (haproxy:2.8); HTTP_PORT (80); HTTP_RATE_PER_IP (requests
 # per client address per 10 s before a 429; 0, the default, is no limit);
+# HTTP_CONN_PER_IP ({{.ConnPerIP}}: open connections per client address, past which new
+# ones are closed; 0 is no cap); HTTP_STREAMS_PER_RESULT ({{.StreamsPerResult}}: live-result
+# streams per result task and HAProxy, past which 503);
 # SURGE_ADMIN_USER (admin); SURGE_POLLS (the default poll); SURGE_COOKIE_SECURE
-# (true when TLS ends in front of HAProxy, at a load balancer).
+# (true when TLS ends in front of HAProxy, at a load balancer);
+# SURGE_NEW_VOTERS_PER_IP and SURGE_ORDERS_PER_IP (60 a minute per client
+# address and frontend; 0 turns the limit off, as a load test from one
+# machine needs).
 {{- if .O.TLS}}
 # HTTPS_PORT (443): TLS ends at HAProxy with the certificate and key in the
 # secret {{.TLSSecret}}; HTTP is redirected to HTTPS, and HTTPS answers carry HSTS.

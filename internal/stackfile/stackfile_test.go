@@ -1,11 +1,13 @@
 package stackfile
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +23,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/surge-vote/surge/internal/launcher"
+	"github.com/surge-vote/surge/internal/testenv"
 	"github.com/surge-vote/surge/stack/deploy"
 )
 
@@ -122,7 +125,8 @@ func sorted(s ...string) []string { sort.Strings(s); return s }
 func TestStackStructure(t *testing.T) {
 	tls := Defaults()
 	tls.TLS = true
-	for _, opt := range []Options{Defaults(), {Shards: 5, Workers: 3, WebReplicas: 2, AdminReplicas: 2, ResultReplicas: 3}, tls} {
+	alone := Options{Shards: 1, Workers: 1, WebReplicas: 1, AdminReplicas: 1, ResultReplicas: 1}
+	for _, opt := range []Options{Defaults(), {Shards: 5, Workers: 3, WebReplicas: 2, AdminReplicas: 2, ResultReplicas: 3}, tls, alone} {
 		t.Run(fmt.Sprintf("%d shards %d workers tls %v", opt.Shards, opt.Workers, opt.TLS), func(t *testing.T) {
 			text, err := Render(opt)
 			if err != nil {
@@ -356,13 +360,23 @@ func checkStructure(t *testing.T, opt Options, p *types.Project) {
 	}
 
 	// Health, updates with rollback, restarts and resources everywhere.
-	stopFirst := map[string]bool{"haproxy": true, "postgres": true, "worker": true}
+	// The stores, HAProxy and the workers are stop-first; a stateless
+	// service is stop-first with two replicas or more (moby/swarmkit#2242),
+	// start-first alone.
+	stopFirst := map[string]bool{"haproxy": true, "postgres": true, "worker": true,
+		"admin": opt.AdminReplicas > 1, "result": opt.ResultReplicas > 1}
 	for k := 1; k <= opt.Shards; k++ {
 		stopFirst[fmt.Sprintf("redis-%d", k)] = true
+		stopFirst[fmt.Sprintf("web-%d", k)] = opt.WebReplicas > 1
 	}
 	for name, s := range p.Services {
-		if s.HealthCheck == nil || s.HealthCheck.Disable || len(s.HealthCheck.Test) < 2 || s.HealthCheck.Interval == nil {
-			t.Errorf("%s: no health check: %+v", name, s.HealthCheck)
+		h := s.HealthCheck
+		if h == nil || h.Disable || len(h.Test) < 2 || h.Interval == nil || h.Timeout == nil || h.Retries == nil {
+			t.Errorf("%s: no health check: %+v", name, h)
+		} else if refused, stuck := time.Duration(*h.Retries)*time.Duration(*h.Interval), time.Duration(*h.Retries)*time.Duration(*h.Interval+*h.Timeout); *h.Timeout < types.Duration(10*time.Second) || refused < 20*time.Second || stuck < 2*time.Minute {
+			// A probe can take seconds on a loaded node: slow probes, or a
+			// dependency restarting, must not get a healthy task killed.
+			t.Errorf("%s: health timeout %s, replaced after %s of refusals or %s of timeouts: want at least 10s, 20s and 2m", name, h.Timeout, refused, stuck)
 		}
 		d := s.Deploy
 		if d == nil {
@@ -428,6 +442,15 @@ func TestStackVariables(t *testing.T) {
 	if got, inside := hap.Ports[1].Published, env(hap, "HTTPS_PORT"); got != "8001" || inside != "8001" {
 		t.Errorf("HTTPS_PORT=8001 published %q, and HAProxy's HTTPS_PORT is %q", got, inside)
 	}
+	// The edge caps are on by default, with `stack run`'s values.
+	for key, want := range map[string]int{"CONN_PER_IP": ConnPerIP, "STREAMS_PER_RESULT": StreamsPerResult} {
+		if got := env(hap, key); got != fmt.Sprint(want) {
+			t.Errorf("haproxy: %s %q by default, want %d", key, got, want)
+		}
+	}
+	if ConnPerIP != launcher.DefaultConnPerIP || StreamsPerResult != launcher.DefaultStreamsPerResult {
+		t.Errorf("Swarm caps %d, %d differ from stack run's %d, %d", ConnPerIP, StreamsPerResult, launcher.DefaultConnPerIP, launcher.DefaultStreamsPerResult)
+	}
 }
 
 // docker stack config: the compose v3 schema docker stack deploy applies,
@@ -481,12 +504,20 @@ func TestHAProxyConfig(t *testing.T) {
 		fmt.Sprintf("bind :%d", ListenPort),
 		fmt.Sprintf(`bind :%d ssl crt "${TLS_CRT}"`, TLSPort), ".if defined(TLS_CRT)",
 		"init-addr none resolvers docker",
-		fmt.Sprintf("server-template web %d tasks.%s:%d check", WebSlots, WebAlias, ListenPort),
+		fmt.Sprintf("server-template web %d tasks.%s:%d check %s", WebSlots, WebAlias, ListenPort, launcher.EjectOnError),
+		// The launcher's check timings, which launcher.RiseTime sums up.
+		fmt.Sprintf("default-server inter %s fastinter %s downinter %s fall %d rise %d ", launcher.CheckInter,
+			launcher.CheckFastInter, launcher.CheckDownInter, launcher.CheckFall, launcher.CheckRise),
 		fmt.Sprintf("server-template result 16 tasks.result:%d check", ListenPort),
 		fmt.Sprintf("server-template admin 16 tasks.admin:%d check", ListenPort),
 		"balance roundrobin", "option httpchk GET /healthz", "http-check expect status 200",
 		"use_backend result if to_results", "use_backend admin if to_admin", "use_backend result if order_status reading",
 		"default_backend web", "bind :8404",
+		// Streams on a backend of their own, with their own cap; caps that
+		// hold without the stack's environment too.
+		"use_backend stream if to_stream", "option abortonclose", "maxconn 10000",
+		fmt.Sprintf(`server-template stream 16 tasks.result:%d check maxconn "${STREAMS_PER_RESULT}"`, ListenPort),
+		fmt.Sprintf("presetenv CONN_PER_IP %d", ConnPerIP), fmt.Sprintf("presetenv STREAMS_PER_RESULT %d", StreamsPerResult),
 	} {
 		if !strings.Contains(cfg, want) {
 			t.Errorf("haproxy.cfg lacks %q", want)
@@ -508,6 +539,7 @@ func TestHAProxyConfig(t *testing.T) {
 		"TLS on 443":           {"TLS_CRT=" + crt, "HTTPS_PORT=443"},
 		"TLS on another port":  {"TLS_CRT=" + crt, "HTTPS_PORT=8443"},
 		"TLS, missing the crt": {"TLS_CRT=" + filepath.Join(t.TempDir(), "none.pem"), "HTTPS_PORT=443"},
+		"no caps":              {"CONN_PER_IP=0", "STREAMS_PER_RESULT=0"},
 	} {
 		cmd := exec.Command(bin, "-c", "-f", filepath.Join(repoRoot(t), deploy.HAProxyConfigPath))
 		cmd.Env = append(os.Environ(), env...)
@@ -524,12 +556,17 @@ func TestHAProxyConfig(t *testing.T) {
 // gets a 503. It returns the HTTP and HTTPS addresses.
 func haproxy(t *testing.T, env ...string) (httpAddr, httpsAddr string) {
 	t.Helper()
+	return haproxyWith(t, string(deploy.HAProxyConfig), env...)
+}
+
+// haproxyWith is haproxy with the config cfg.
+func haproxyWith(t *testing.T, cfg string, env ...string) (httpAddr, httpsAddr string) {
+	t.Helper()
 	bin, err := launcher.LookBinary("haproxy")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ports := map[int]int{}
-	cfg := string(deploy.HAProxyConfig)
 	for _, inside := range []int{ListenPort, TLSPort, 8404} {
 		if ports[inside], err = launcher.FreePort(); err != nil {
 			t.Fatal(err)
@@ -553,6 +590,25 @@ func haproxy(t *testing.T, env ...string) (httpAddr, httpsAddr string) {
 		t.Fatalf("haproxy %v: %v\n%s", env, err, log)
 	}
 	return httpAddr, httpsAddr
+}
+
+// The Swarm config takes a frontend that answers 503 (its Redis is gone)
+// out of rotation at its first 503, and puts it back once healthy: its web
+// server-template, with its own options, is pointed at two stand-ins.
+func TestHAProxyDropsAFailingFrontendAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIP: starts haproxy")
+	}
+	cfg := string(deploy.HAProxyConfig)
+	line := regexp.MustCompile(`(?m)^(\s*)server-template web \d+ \S+ (.*)$`)
+	if !line.MatchString(cfg) {
+		t.Fatal("haproxy.cfg has no web server-template")
+	}
+	testenv.FrontendFailover(t, launcher.RiseTime, func(web []string) string {
+		servers := line.ReplaceAllString(cfg, "${1}server web0 "+web[0]+" ${2}\n${1}server web1 "+web[1]+" ${2}")
+		front, _ := haproxyWith(t, servers)
+		return front
+	})
 }
 
 // The per-address limit: RATE_PER_IP requests per 10 s, then 429; 0 is no
@@ -643,5 +699,78 @@ func TestHAProxyTLS(t *testing.T) {
 				t.Errorf("HTTPS: %s, HSTS %q: want HAProxy's 503 with HSTS", resp.Status, resp.Header.Get("Strict-Transport-Security"))
 			}
 		})
+	}
+}
+
+// The Swarm edge: one address holds at most CONN_PER_IP connections (the
+// next is closed unanswered) while another address is served, and /metrics
+// is never public.
+func TestHAProxyEdgeCaps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIP: starts haproxy")
+	}
+	addr, _ := haproxy(t, "CONN_PER_IP=2")
+	// Every client below dials from an address of its own. A connection
+	// HAProxy has not yet seen close (an earlier GET's, or the launcher's
+	// readiness probe from 127.0.0.1) must never count against the cap on
+	// the held ones: it made the second held connection the one refused, and
+	// the third then took its place.
+	dialer := func(source string) *net.Dialer {
+		return &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}, Timeout: 5 * time.Second}
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: dialer("127.0.0.3").DialContext}}
+	for path, want := range map[string]int{"/metrics": 404, "/%6detrics": 404, "//metrics/": 404, "/results/api/stream": 503, "/": 503} {
+		resp, err := client.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	// Two connections held open. Each is answered once first, so HAProxy has
+	// accepted and counted it before the next is dialled: a dial returns when
+	// the kernel has the connection, and HAProxy's threads may accept queued
+	// ones in any order (the third, accepted before a held one, was answered
+	// and the held one refused). They then stay open, idle (keep-alive).
+	const holder = "127.0.0.4"
+	for i := range 2 {
+		c, err := dialer(holder).Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("held connection %d: %v", i+1, err)
+		}
+		resp.Body.Close()
+		if resp.Close {
+			t.Fatalf("held connection %d: HAProxy closes it after its %s", i+1, resp.Status)
+		}
+	}
+	answer := func(source string) (string, error) {
+		c, err := dialer(source).Dial("tcp", addr)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		line, err := bufio.NewReader(c).ReadString('\n')
+		return line, err
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if line, err := answer(holder); err == nil {
+			return fmt.Errorf("a third connection from the same address was answered %q", line)
+		}
+		return nil
+	})
+	if line, err := answer("127.0.0.2"); err != nil || !strings.Contains(line, " 503 ") {
+		t.Fatalf("another address: %q, %v; want HAProxy's 503 (no server)", line, err)
 	}
 }

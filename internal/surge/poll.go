@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -61,4 +62,10 @@ type Results struct {
 	Poll   string           `json:"poll"`
 	Counts map[string]int64 `json:"counts"`
 	Total  int64            `json:"total"`
+	// Seq counts the commits that changed the counts: results at Seq include
+	// every vote committed by the first Seq of them.
+	Seq int64 `json:"seq"`
+	// UpdatedAt is when a commit last changed the counts (the poll's
+	// creation until one does).
+	UpdatedAt time.Time `json:"updated_at"`
 }

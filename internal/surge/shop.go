@@ -130,6 +130,9 @@ const (
 	OrderPending   = "pending"
 	OrderConfirmed = "confirmed"
 	OrderRejected  = "rejected"
+	// OrderConflict is the outcome of an entry that reuses the order_id of
+	// another order (another item or quantity): it is never applied.
+	OrderConflict = "conflict"
 
 	ReasonOutOfStock  = "out_of_stock"
 	ReasonUnknownItem = "unknown_item"
@@ -149,8 +152,9 @@ var orderIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 // ValidOrderID reports whether s can be an order id.
 func ValidOrderID(s string) bool { return orderIDPattern.MatchString(s) }
 
-// Validate checks an order's shape. Whether the item exists is the worker's
-// business: an unknown item is a rejected order, not a bad request.
+// Validate checks an order's shape. Whether the item exists is checked
+// against the catalogue at capture, and again by the worker, which rejects
+// an order for an item it does not have.
 func (o Order) Validate() error {
 	switch {
 	case !ValidOrderID(o.ID):
@@ -163,11 +167,21 @@ func (o Order) Validate() error {
 	return nil
 }
 
-// OrderState is what a buyer sees of an order.
+// Payload is what a repeat of the order must match to be the same order:
+// its item and quantity.
+func (o Order) Payload() string {
+	return strconv.FormatInt(o.Item, 10) + ":" + strconv.Itoa(o.Quantity)
+}
+
+// OrderState is what a buyer sees of an order. Item and quantity say which
+// order the status is about, so a client that picked its own order_id can
+// tell its order from another that took the id first.
 type OrderState struct {
-	OrderID string `json:"order_id"`
-	Status  string `json:"status"`
-	Reason  string `json:"reason,omitempty"`
+	OrderID  string `json:"order_id"`
+	Status   string `json:"status"`
+	Reason   string `json:"reason,omitempty"`
+	Item     int64  `json:"item,omitempty"`
+	Quantity int    `json:"quantity,omitempty"`
 }
 
 // OrderOutcome is the result of applying an order.

@@ -377,6 +377,31 @@ func TestErrorCodeAndMessage(t *testing.T) {
 	}
 }
 
+func TestRetryAfter(t *testing.T) {
+	limited := RateLimited("locked", 42*time.Second)
+	tests := []struct {
+		name string
+		err  error
+		want time.Duration
+	}{
+		{"nil", nil, 0},
+		{"plain error", errors.New("boom"), 0},
+		{"no wait", Errorf(ERATELIMIT, "slow down"), 0},
+		{"rate limited", limited, 42 * time.Second},
+		{"wrapped", fmt.Errorf("admin: %w", limited), 42 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := RetryAfter(tt.err); got != tt.want {
+				t.Fatalf("RetryAfter = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if ErrorCode(limited) != ERATELIMIT || ErrorMessage(limited) != "locked" {
+		t.Fatalf("RateLimited gives code %q, message %q", ErrorCode(limited), ErrorMessage(limited))
+	}
+}
+
 func TestErrorStringAndUnwrap(t *testing.T) {
 	cause := io.ErrUnexpectedEOF
 	err := Unavailable("database", cause)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/surge-vote/surge/internal/loadgen"
+	"github.com/surge-vote/surge/internal/testenv"
 )
 
 // kill is one container that `docker kill` takes down under load.
@@ -70,15 +71,23 @@ func (e *env) killUnderLoad(t *testing.T, ctx context.Context, c *client, final 
 // killOne runs the load tool while k's container is killed and replaced.
 func (e *env) killOne(t *testing.T, ctx context.Context, c *client, k kill, step func(string, ...any)) {
 	t.Helper()
+	st, err := readStack(ctx)
+	if err != nil {
+		t.Fatalf("kill %s: %v", k.service, err)
+	}
+	// Healed once Swarm has restarted the task and found it healthy, the
+	// services that lost it meanwhile (result and the workers without
+	// Postgres) are healthy again too, and HAProxy routes to them.
+	healBound := st.restartBound(k.service) + slow*(st.maxVerdict(k.service)+haproxyFind)
 	cfg := loadgen.DefaultConfig()
 	cfg.Target, cfg.AdminPass = c.base, e.adminPassword
 	// Duration only bounds the run: the fault ends the load once the stack
 	// has healed.
-	cfg.Rate, cfg.Duration, cfg.Timeout = 200, 3*time.Minute, 5*time.Second
+	cfg.Rate, cfg.Duration, cfg.Timeout = 200, healBound+2*steadyBound, 5*time.Second
 	cfg.MaxRequests = int64(cfg.Rate * cfg.Duration.Seconds())
 	cfg.Voters, cfg.ChangeRatio = 3000, 0.3
 	cfg.OrderRatio, cfg.Items, cfg.Stock = 0.1, 3, 100
-	cfg.Verify, cfg.DrainTimeout = true, 2*time.Minute
+	cfg.Verify, cfg.DrainTimeout = true, e.drainBound(t)
 	cfg.JSONPath, cfg.PlotPath = "", ""
 	stop := make(chan struct{})
 	cfg.Stop = stop
@@ -88,7 +97,7 @@ func (e *env) killOne(t *testing.T, ctx context.Context, c *client, k kill, step
 	faultErr := make(chan error, 1)
 	go func() {
 		defer close(stop)
-		faultErr <- e.killAndHeal(ctx, k, &healed)
+		faultErr <- e.killAndHeal(t, ctx, k, healBound, &healed)
 	}()
 	var out strings.Builder
 	rep, err := loadgen.Run(ctx, cfg, &out)
@@ -109,16 +118,19 @@ func (e *env) killOne(t *testing.T, ctx context.Context, c *client, k kill, step
 	if l.VotesAcked < 1000 || l.OrdersAcked < 100 {
 		t.Fatalf("kill %s: %d votes and %d orders acknowledged, want at least 1000 and 100: not a steady load\n%s", k.service, l.VotesAcked, l.OrdersAcked, out.String())
 	}
-	step("kill %s: replaced and healthy in %s (tasks ended: %s); %d votes and %d orders acknowledged in %.0f s, drained in %.1f s: lost %d, duplicated %d, oversold %d, unexpected %d; unknown %d votes, %d orders",
-		k.service, healed.Round(100*time.Millisecond), e.endedSince(t, ended), l.VotesAcked, l.OrdersAcked, rep.Summary.Elapsed, rep.DrainSeconds,
+	step("kill %s: replaced and healthy in %s (bound %s; tasks ended: %s); %d votes and %d orders acknowledged in %.0f s, drained in %.1f s: lost %d, duplicated %d, oversold %d, unexpected %d; unknown %d votes, %d orders",
+		k.service, healed.Round(100*time.Millisecond), healBound, e.endedSince(t, ended), l.VotesAcked, l.OrdersAcked, rep.Summary.Elapsed, rep.DrainSeconds,
 		v.Lost, v.Duplicated, v.Oversold, v.Unexpected, v.UnknownVotes, v.UnknownOrders)
 }
 
-// killAndHeal lets the load settle, docker-kills k's container, waits until
-// Swarm has replaced it and the whole stack is healthy again, checks what k
-// keeps, and lets the load run on the healed stack for a while.
-func (e *env) killAndHeal(ctx context.Context, k kill, healed *time.Duration) error {
-	time.Sleep(2 * time.Second)
+// killAndHeal waits until the load reaches the stack, docker-kills k's
+// container, waits until Swarm has replaced it and the whole stack is
+// healthy again, checks what k keeps, and lets the load run on the healed
+// stack for a while.
+func (e *env) killAndHeal(t *testing.T, ctx context.Context, k kill, bound time.Duration, healed *time.Duration) error {
+	if err := e.webRequests(ctx, steadyVotes); err != nil {
+		return fmt.Errorf("before the kill: %w", err)
+	}
 	ids, err := docker(ctx, nil, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+k.service)
 	if err != nil || len(lines(ids)) != 1 {
 		return fmt.Errorf("want one container: %q %v", ids, err)
@@ -134,42 +146,56 @@ func (e *env) killAndHeal(ctx context.Context, k kill, healed *time.Duration) er
 		return err
 	}
 	var replacement string
-	err = eventually(2*time.Minute, 500*time.Millisecond, func() error {
+	err = e.settle(t, ctx, "kill "+k.service, bound, func() error {
 		ids, err := docker(ctx, nil, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+k.service)
 		if err != nil || len(lines(ids)) != 1 || ids == old {
 			return fmt.Errorf("%s: containers %q (killed %s) %v", k.service, ids, old, err)
 		}
 		replacement = ids
-		return e.healthy()
+		return e.routed()
 	})
 	*healed = time.Since(killed)
 	if err != nil {
 		return fmt.Errorf("not healed: %w", err)
 	}
 	if k.kept != nil {
-		if err := eventually(30*time.Second, 500*time.Millisecond, func() error { return k.kept(ctx, replacement) }); err != nil {
+		// The replacement is healthy: what it keeps is there, or lost.
+		if err := testenv.WaitFor(ctx, notifyBound, func() error { return k.kept(ctx, replacement) }); err != nil {
 			return err
 		}
 	}
-	time.Sleep(2 * time.Second)
-	return nil
+	return e.webRequests(ctx, steadyVotes)
 }
 
-// healthy reports whether every service has converged with every container
-// healthy, and HAProxy has found, through Docker's DNS, and checked every
-// task of web, result and admin.
-func (e *env) healthy() error {
-	if err := converged(stack); err != nil {
-		return err
-	}
-	up, err := haproxyUp()
+// routed reports whether HAProxy has found, through Docker's DNS, and
+// checked every task of web, result and admin.
+func (e *env) routed() error {
+	up, _, err := haproxyStats()
 	if err != nil {
 		return err
 	}
-	if want := map[string]int{"web": len(e.webServices), "result": 2, "admin": 2}; !maps.Equal(up, want) {
+	// stream is result's servers again (it tracks them), for the live
+	// streams' own backend.
+	if want := map[string]int{"web": len(e.webServices), "result": 2, "stream": 2, "admin": 2}; !maps.Equal(up, want) {
 		return fmt.Errorf("HAProxy servers up: %v, want %v", up, want)
 	}
 	return nil
+}
+
+// webRequests waits until HAProxy has sent n more requests to the web
+// backend: the load tool's requests are reaching the stack.
+func (e *env) webRequests(ctx context.Context, n int64) error {
+	_, from, err := haproxyStats()
+	if err != nil {
+		return err
+	}
+	return testenv.WaitFor(ctx, steadyBound, func() error {
+		_, now, err := haproxyStats()
+		if err == nil && now < from+n {
+			err = fmt.Errorf("HAProxy sent %d requests to web, want %d", now-from, n)
+		}
+		return err
+	})
 }
 
 // endedTasks returns the IDs of the stack's tasks that have ended.

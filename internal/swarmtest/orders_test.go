@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/surge-vote/surge/internal/testenv"
 )
 
 type item struct {
@@ -138,7 +140,7 @@ func placeOrders(ctx context.Context, c *client, prefix string, itemID int64, n,
 // in each "status/reason".
 func orderOutcomes(ctx context.Context, c *client, prefix string, n int, timeout time.Duration) (map[string]int, error) {
 	var counts map[string]int
-	err := eventually(timeout, time.Second, func() error {
+	err := testenv.WaitFor(ctx, timeout, func() error {
 		counts = map[string]int{}
 		for i := range n {
 			st, err := c.orderStatus(ctx, fmt.Sprintf("%s-%04d", prefix, i))

@@ -160,16 +160,23 @@ func (e *env) checkTLS(t *testing.T, ctx context.Context, final map[string]int64
 	httpsURL := "https://127.0.0.1:" + strconv.Itoa(httpsPort)
 	c := &client{base: httpsURL, http: &http.Client{Transport: tr, Timeout: 15 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-	if err := eventually(3*time.Minute, time.Second, func() error {
-		if err := e.healthy(); err != nil {
+	// Only HAProxy changes: stop-first, so every service behind it must be
+	// found again.
+	st, err := readStack(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := st.rollBound(stack+"_haproxy") + haproxyFind
+	if err := e.settle(t, ctx, "tls", bound, func() error {
+		if err := e.routed(); err != nil {
 			return err
 		}
 		_, _, err := c.counts(ctx)
 		return err
 	}); err != nil {
-		t.Fatalf("tls: the stack with TLS: %v", err)
+		t.Fatal(err)
 	}
-	step("tls: redeployed with --tls and the secret %s in %s; HTTPS on %d", stackfile.TLSSecret, time.Since(ts).Round(time.Millisecond), httpsPort)
+	step("tls: redeployed with --tls and the secret %s in %s (bound %s); HTTPS on %d", stackfile.TLSSecret, time.Since(ts).Round(time.Millisecond), bound, httpsPort)
 
 	// A vote over HTTPS: 202, a Secure cookie (web believes HAProxy's
 	// X-Forwarded-Proto), HSTS.
@@ -201,7 +208,7 @@ func (e *env) checkTLS(t *testing.T, ctx context.Context, final map[string]int64
 	if want := httpsURL + "/results?x=1"; resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != want {
 		t.Fatalf("tls: plain HTTP: %s to %q, want 301 to %s", resp.Status, resp.Header.Get("Location"), want)
 	}
-	waitCounts(t, ctx, c, final, "tls: the HTTPS vote")
+	e.waitCounts(t, ctx, c, final, "tls: the HTTPS vote")
 	e.checkInternals(t, hostPort(e.port, stackfile.ListenPort), hostPort(httpsPort, stackfile.TLSPort))
 	step("tls: HTTPS vote 202 with a Secure cookie and HSTS %q; HTTP 301 to HTTPS; counted: %v; only HAProxy publishes (HTTP and HTTPS)", hsts, final)
 }

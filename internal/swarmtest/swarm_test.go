@@ -15,8 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
+	"github.com/surge-vote/surge/internal/drain"
 	"github.com/surge-vote/surge/internal/launcher"
 	"github.com/surge-vote/surge/internal/stackfile"
+	"github.com/surge-vote/surge/internal/testenv"
 )
 
 // The stack is deployed under this name, as in the README.
@@ -34,6 +38,7 @@ type env struct {
 	labelled                                     []string
 	secrets                                      []string
 	rollImage                                    string
+	remedies                                     []string // moby/swarmkit#2242, see settle
 	deployEnv                                    []string
 	webServices, redisServices, expectedServices []string
 }
@@ -68,7 +73,10 @@ func loadEnv(t *testing.T) *env {
 		stack+"_haproxy", stack+"_admin", stack+"_result", stack+"_worker", stack+"_postgres")
 	sort.Strings(e.expectedServices)
 	e.deployEnv = []string{"SURGE_IMAGE=" + e.image, "SURGE_TAG=" + e.tag, "REDIS_IMAGE=" + e.redisImage,
-		"POSTGRES_IMAGE=" + e.postgresImage, "HAPROXY_IMAGE=" + e.haproxyImage, "HTTP_PORT=" + strconv.Itoa(e.port)}
+		"POSTGRES_IMAGE=" + e.postgresImage, "HAPROXY_IMAGE=" + e.haproxyImage, "HTTP_PORT=" + strconv.Itoa(e.port),
+		// The load comes from one address: the per-address limits on new
+		// voters and orders would answer 429s.
+		"SURGE_NEW_VOTERS_PER_IP=0", "SURGE_ORDERS_PER_IP=0"}
 	return e
 }
 
@@ -96,32 +104,33 @@ func TestSwarmStack(t *testing.T) {
 	step("1. deploy: docker stack deploy -c docker-stack.yml %s (published port %d)", stack, e.port)
 	must(t, "stack", "deploy", "--resolve-image", "never", "--prune", "-c", e.stackFile, stack)
 
-	// 2. Every service converged and healthy, and HAProxy routing.
+	// 2. Every service converged and healthy, and HAProxy routing. Postgres
+	// first (it initialises its volume within its start period), then the
+	// services that need it, then HAProxy finds them.
 	c := newClient("http://127.0.0.1:"+strconv.Itoa(e.port), 32)
-	if err := eventually(4*time.Minute, 2*time.Second, func() error {
-		svcs, err := stackServices(stack)
-		if err != nil {
+	st, err := readStack(ctx)
+	if err != nil {
+		t.Fatalf("2. %v", err)
+	}
+	var names []string
+	for _, s := range st.services {
+		names = append(names, s.Spec.Name)
+	}
+	if slices.Sort(names); !slices.Equal(names, e.expectedServices) {
+		t.Fatalf("2. services %v, want %v", names, e.expectedServices)
+	}
+	pg := stack + "_postgres"
+	bound := slow * (st.verdict(pg) + st.maxVerdict(pg) + haproxyFind)
+	if err := e.settle(t, ctx, "2. deploy", bound, func() error {
+		if err := e.routed(); err != nil {
 			return err
 		}
-		names := slices.Sorted(func(yield func(string) bool) {
-			for n := range svcs {
-				if !yield(n) {
-					return
-				}
-			}
-		})
-		if !slices.Equal(names, e.expectedServices) {
-			return fmt.Errorf("services %v, want %v", names, e.expectedServices)
-		}
-		if err := e.healthy(); err != nil {
-			return err
-		}
-		_, _, err = c.counts(ctx)
+		_, _, err := c.counts(ctx)
 		return err
 	}); err != nil {
-		t.Fatalf("2. stack not healthy: %v", err)
+		t.Fatal(err)
 	}
-	step("2. all %d services converged and every container is healthy", len(e.expectedServices))
+	step("2. all %d services converged, every task healthy, HAProxy routing (bound %s)", len(e.expectedServices), bound)
 	logRestarts(t)
 	// Redis and Postgres are out of reach: nothing published, internal
 	// networks only.
@@ -148,7 +157,7 @@ func TestSwarmStack(t *testing.T) {
 		t.Fatalf("3. %d votes failed: %v", n, failures)
 	}
 	step("3. %d votes acknowledged (1000 voters, half of them changed their vote) in %s", expect.ok.Load(), time.Since(t3).Round(time.Millisecond))
-	waitCounts(t, ctx, c, final, "3. votes")
+	e.waitCounts(t, ctx, c, final, "3. votes")
 	step("3. counts match exactly: %v", final)
 	e.checkQueues(t)
 
@@ -160,7 +169,7 @@ func TestSwarmStack(t *testing.T) {
 	if err != nil {
 		t.Fatalf("3. %v", err)
 	}
-	if err := eventually(30*time.Second, 200*time.Millisecond, func() error {
+	testenv.Eventually(t, notifyBound, func() error {
 		for range 2 * len(e.webServices) { // round robin: every frontend's cache
 			q, err := c.catalogueQuantity(ctx, it.ID)
 			if err != nil {
@@ -171,28 +180,24 @@ func TestSwarmStack(t *testing.T) {
 			}
 		}
 		return nil
-	}); err != nil {
-		t.Fatalf("3. the frontends' catalogue: %v", err)
-	}
+	})
 	t3 = time.Now()
 	if failed := placeOrders(ctx, c, "swarm-order", it.ID, orders, repeats, 16); len(failed) > 0 {
 		t.Fatalf("3. %d orders not acknowledged: %v", len(failed), failed[:min(len(failed), 10)])
 	}
-	outcomes, err := orderOutcomes(ctx, c, "swarm-order", orders, 2*time.Minute)
+	outcomes, err := orderOutcomes(ctx, c, "swarm-order", orders, e.drainBound(t))
 	if err != nil {
 		t.Fatalf("3. orders: %v", err)
 	}
 	if outcomes["confirmed/"] != stock || outcomes["rejected/out_of_stock"] != orders-stock || len(outcomes) != 2 {
 		t.Fatalf("3. order outcomes %v, want %d confirmed and %d rejected out_of_stock", outcomes, stock, orders-stock)
 	}
-	if err := eventually(30*time.Second, 200*time.Millisecond, func() error {
+	testenv.Eventually(t, notifyBound, func() error {
 		if q, err := c.catalogueQuantity(ctx, it.ID); err != nil || q != 0 {
-			return fmt.Errorf("item %d at %d (%v), want 0", it.ID, q, err)
+			return fmt.Errorf("3. stock after the orders: item %d at %d (%v), want 0", it.ID, q, err)
 		}
 		return nil
-	}); err != nil {
-		t.Fatalf("3. stock after the orders: %v", err)
-	}
+	})
 	step("3. %d orders (+%d repeated ids) for a stock of %d: %v in %s; stock now 0", orders, repeats, stock, outcomes, time.Since(t3).Round(time.Millisecond))
 	e.checkQueues(t)
 
@@ -202,17 +207,26 @@ func TestSwarmStack(t *testing.T) {
 
 	// 5. Three workers; one is SIGKILLed under load; nothing is lost.
 	t5 := time.Now()
-	must(t, "service", "scale", "--detach=false", stack+"_worker=3")
-	if err := eventually(2*time.Minute, time.Second, func() error { return converged(stack) }); err != nil {
-		t.Fatalf("5. after scaling the workers: %v", err)
+	must(t, "service", "scale", "--detach", stack+"_worker=3")
+	workerBound := st.restartBound(stack + "_worker")
+	if err := e.settle(t, ctx, "5. scaling the workers", workerBound, nil); err != nil {
+		t.Fatal(err)
 	}
 	if n := len(containers(t, stack+"_worker")); n != 3 {
 		t.Fatalf("5. %d worker containers, want 3", n)
 	}
 	step("5. scaled %s_worker to 3 (%s)", stack, time.Since(t5).Round(time.Millisecond))
+	// One worker is killed once a fifth of the voters are acknowledged:
+	// under load, with entries in flight.
+	const voters5 = 1500
+	before := expect.ok.Load()
 	killed := make(chan string, 1)
 	go func() {
-		time.Sleep(3 * time.Second)
+		defer close(killed)
+		if err := testenv.WaitFor(ctx, load5, func() error { return progressed(expect, before, voters5/5) }); err != nil {
+			t.Errorf("5. %v", err)
+			return
+		}
 		ids := containers(t, stack+"_worker")
 		victim := ids[len(ids)/2]
 		name, _ := docker(ctx, nil, "inspect", "-f", "{{.Name}}", victim)
@@ -221,17 +235,19 @@ func TestSwarmStack(t *testing.T) {
 		}
 		killed <- strings.TrimPrefix(name, "/")
 	}()
-	before := expect.ok.Load()
-	runLoad(ctx, c, expect, loadOptions{Voters: 1500, Concurrency: 8, Every: 20 * time.Millisecond, ChangeShare: 0.3, MaxDuration: 2 * time.Minute})
-	victim := <-killed
+	runLoad(ctx, c, expect, loadOptions{Voters: voters5, Concurrency: 8, Every: 20 * time.Millisecond, ChangeShare: 0.3, MaxDuration: load5})
+	victim, ok := <-killed
+	if !ok {
+		t.FailNow()
+	}
 	final, _, failures = expect.snapshot()
 	if n := expect.failed.Load(); n > 0 {
 		t.Fatalf("5. %d votes failed: %v", n, failures)
 	}
 	step("5. SIGKILLed worker %s while %d more votes were acknowledged", victim, expect.ok.Load()-before)
-	waitCounts(t, ctx, c, final, "5. after a worker was killed")
-	if err := eventually(2*time.Minute, time.Second, func() error { return converged(stack) }); err != nil {
-		t.Fatalf("5. the killed worker was not replaced: %v", err)
+	e.waitCounts(t, ctx, c, final, "5. after a worker was killed")
+	if err := e.settle(t, ctx, "5. the killed worker replaced", workerBound, nil); err != nil {
+		t.Fatal(err)
 	}
 	tasks := must(t, "service", "ps", stack+"_worker", "--format", "{{.Name}} {{.DesiredState}} {{.CurrentState}} {{.Error}}")
 	if !strings.Contains(tasks, "Failed") && !strings.Contains(tasks, "exit (137)") {
@@ -259,51 +275,57 @@ func TestSwarmStack(t *testing.T) {
 	}
 	t6 := time.Now()
 	before = expect.ok.Load()
+	rollBound := st.rollBound(e.webServices...)
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	loadDone := make(chan struct{})
 	go func() {
 		defer close(loadDone)
-		runLoad(loadCtx, c, expect, loadOptions{Concurrency: 8, Every: 25 * time.Millisecond, ChangeShare: 0.2, MaxDuration: 10 * time.Minute})
+		runLoad(loadCtx, c, expect, loadOptions{Concurrency: 8, Every: 25 * time.Millisecond, ChangeShare: 0.2,
+			MaxDuration: time.Duration(len(e.webServices)+1) * rollBound})
 	}()
-	time.Sleep(3 * time.Second)
+	stop := func() { stopLoad(); <-loadDone }
+	// The roll starts under a steady load, and the load goes on through the
+	// rolled services before it stops.
+	if err := testenv.WaitFor(ctx, steadyBound, func() error { return progressed(expect, before, steadyVotes) }); err != nil {
+		stop()
+		t.Fatalf("6. before the roll: %v", err)
+	}
 	for _, svc := range e.webServices {
 		ts := time.Now()
-		out, err := docker(ctx, nil, "service", "update", "--detach=false", "--image", e.rollImage, svc)
-		if err != nil {
-			stopLoad()
-			<-loadDone
+		if _, err := docker(ctx, nil, "service", "update", "--detach", "--image", e.rollImage, svc); err != nil {
+			stop()
 			t.Fatalf("6. roll %s: %v", svc, err)
 		}
-		// The update stays "updating" through its monitor period; a failure
-		// there would turn it into a rollback.
-		var state string
-		err = eventually(2*time.Minute, time.Second, func() error {
-			state = must(t, "service", "inspect", "-f", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", svc)
-			switch state {
-			case "completed":
-				return nil
-			case "updating":
-				return fmt.Errorf("%s: still updating", svc)
-			}
-			return permanent{fmt.Errorf("%s: update state %q", svc, state)}
-		})
-		if err != nil {
-			stopLoad()
-			<-loadDone
-			t.Fatalf("6. %v, want completed\n%s", err, out)
+		// Converged once the new task runs and the monitor period has
+		// passed without a failure (which would roll the update back).
+		if err := e.settle(t, ctx, "6. roll "+svc, rollBound, nil); err != nil {
+			stop()
+			t.Fatal(err)
 		}
-		step("6. rolled %s to %s in %s (update %s)", svc, e.rollImage, time.Since(ts).Round(time.Millisecond), state)
+		step("6. rolled %s to %s in %s (bound %s)", svc, e.rollImage, time.Since(ts).Round(time.Millisecond), rollBound)
 	}
-	time.Sleep(3 * time.Second)
-	stopLoad()
-	<-loadDone
+	rolled := expect.ok.Load()
+	err = testenv.WaitFor(ctx, steadyBound, func() error { return progressed(expect, rolled, steadyVotes) })
+	stop()
+	if err != nil {
+		t.Fatalf("6. after the roll: %v", err)
+	}
 	final, _, failures = expect.snapshot()
 	sent := expect.ok.Load() - before
 	if n := expect.failed.Load(); n > 0 {
 		t.Fatalf("6. rolling update: %d of %d requests failed: %v", n, sent+n, failures)
 	}
+	st, err = readStack(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, svc := range e.webServices {
-		for _, id := range containers(t, svc) {
+		s, _ := st.service(svc)
+		for _, task := range running(st.tasks[s.ID]) {
+			if task.Status.ContainerStatus == nil {
+				t.Fatalf("6. %s: task %s has no container", svc, task)
+			}
+			id := task.Status.ContainerStatus.ContainerID
 			if img := must(t, "inspect", "-f", "{{.Image}}", id); img != newID {
 				t.Errorf("6. %s container %s runs %s, want the roll image %s", svc, id[:12], img, newID)
 			}
@@ -313,7 +335,7 @@ func TestSwarmStack(t *testing.T) {
 		t.Fatalf("6. only %d votes during the roll: not a steady load", sent)
 	}
 	step("6. rolling update over %d web services in %s: %d votes acknowledged, 0 failed", len(e.webServices), time.Since(t6).Round(time.Millisecond), sent)
-	waitCounts(t, ctx, c, final, "6. after the rolling update")
+	e.waitCounts(t, ctx, c, final, "6. after the rolling update")
 	e.checkQueues(t)
 	step("6. counts match exactly after the roll: %v", final)
 
@@ -326,6 +348,9 @@ func TestSwarmStack(t *testing.T) {
 	e.checkTLS(t, ctx, final, step)
 
 	// 7. Tear down: t.Cleanup, which also runs when a step fails.
+	if len(e.remedies) > 0 {
+		t.Logf("moby/swarmkit#2242 hit %d times, remedied (see the steps above): %s", len(e.remedies), strings.Join(e.remedies, "; "))
+	}
 	step("done in %s; tearing down", time.Since(start).Round(time.Second))
 }
 
@@ -344,7 +369,7 @@ func (e *env) setUp(t *testing.T) {
 		if must(t, "info", "--format", "{{.Swarm.ControlAvailable}}") != "true" {
 			t.Fatal("this engine is a Swarm worker; the test needs a manager or no Swarm")
 		}
-		if svcs, _ := stackServices(stack); len(svcs) > 0 {
+		if svcs, _ := docker(context.Background(), nil, "service", "ls", "-q", "--filter", "label=com.docker.stack.namespace="+stack); svcs != "" {
 			t.Fatalf("a stack %q is already deployed on this Swarm; not touching it", stack)
 		}
 		t.Logf("reusing this engine's Swarm (it will not be left)")
@@ -395,10 +420,18 @@ func (e *env) tearDown(t *testing.T, step func(string, ...any)) {
 		}
 	}
 	t0 := time.Now()
+	// Every container stops within its stop grace period.
+	bound := slow * 60 * time.Second // postgres's, the longest in docker-stack.yml
+	if st, err := readStack(ctx); err == nil {
+		bound = 0
+		for _, s := range st.services {
+			bound = max(bound, slow*s.stopGrace())
+		}
+	}
 	if _, err := docker(ctx, nil, "stack", "rm", stack); err != nil {
 		t.Error(err)
 	}
-	if err := eventually(2*time.Minute, time.Second, func() error {
+	if err := testenv.WaitFor(ctx, bound, func() error {
 		out, err := docker(ctx, nil, "ps", "-aq", "--filter", "label=com.docker.stack.namespace="+stack)
 		if err != nil || out != "" {
 			return fmt.Errorf("containers left: %q %v", out, err)
@@ -448,23 +481,68 @@ func (e *env) tearDown(t *testing.T, step func(string, ...any)) {
 		map[bool]string{true: ", swarm left", false: ", node labels removed"}[e.initialisedSwarm])
 }
 
+// Bounds of the waits that are not on Swarm (see docker_test.go for those).
+const (
+	// notifyBound: a change reaches a cache fed by LISTEN/NOTIFY (every
+	// frontend's catalogue, result's counts) in milliseconds; one whose
+	// connection dropped reconnects within 5 s (its longest backoff) and
+	// reloads within 5 s (the load's timeout), plus slow × that.
+	notifyBound = (1 + slow) * 10 * time.Second
+	// steadyVotes is how many acknowledged votes make a steady load, and
+	// steadyBound bounds waiting for them: 1 vote a second would do. The
+	// loads here run at tens to hundreds a second.
+	steadyVotes = 50
+	steadyBound = steadyVotes * time.Second
+	// load5 bounds step 5's load (1500 voters, 8 at a time, 20 ms apart):
+	// at 25 votes a second, far below this machine's slowest, it is done.
+	load5 = 2 * time.Minute
+)
+
+// progressed reports whether n more votes than before have been
+// acknowledged.
+func progressed(t *tally, before, n int64) error {
+	if got := t.ok.Load() - before; got < n {
+		return fmt.Errorf("%d votes acknowledged, want %d", got, n)
+	}
+	return nil
+}
+
+// drainBound bounds waiting for the workers to apply what was
+// acknowledged: a killed worker's replacement must start (its verdict),
+// the entries a dead consumer held are claimed once idle (drain's
+// ClaimIdle, looked for every ClaimEvery), and the backlog of a step
+// (a few thousand entries) takes seconds at the workers' thousands a
+// second: 10 s.
+func (e *env) drainBound(t *testing.T) time.Duration {
+	st, err := readStack(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := drain.DefaultConfig()
+	claimEvery := d.ClaimEvery
+	if claimEvery <= 0 {
+		claimEvery = d.ClaimIdle / 3 // drain's default
+	}
+	return slow * (st.verdict(stack+"_worker") + d.ClaimIdle + claimEvery + 10*time.Second)
+}
+
 // waitCounts waits until the poll's counts equal want exactly. The total can
 // only grow towards the number of voters: more is a double count.
-func waitCounts(t *testing.T, ctx context.Context, c *client, want map[string]int64, what string) {
+func (e *env) waitCounts(t *testing.T, ctx context.Context, c *client, want map[string]int64, what string) {
 	t.Helper()
 	var wantTotal int64
 	for _, v := range want {
 		wantTotal += v
 	}
 	var last map[string]int64
-	err := eventually(3*time.Minute, 500*time.Millisecond, func() error {
+	err := testenv.WaitFor(ctx, e.drainBound(t), func() error {
 		got, total, err := c.counts(ctx)
 		if err != nil {
 			return err
 		}
 		last = got
 		if total > wantTotal {
-			return permanent{fmt.Errorf("total %d > %d voters acknowledged: counted twice", total, wantTotal)}
+			return backoff.Permanent(fmt.Errorf("total %d > %d voters acknowledged: counted twice", total, wantTotal))
 		}
 		for _, ch := range choices {
 			if got[ch] != want[ch] {
@@ -487,7 +565,7 @@ func (e *env) checkQueues(t *testing.T) {
 		if len(ids) != 1 {
 			t.Fatalf("%s: %d containers", svc, len(ids))
 		}
-		err := eventually(time.Minute, 500*time.Millisecond, func() error {
+		err := testenv.WaitFor(context.Background(), e.drainBound(t), func() error {
 			pending, err := docker(context.Background(), nil, "exec", ids[0], "redis-cli", "XPENDING", "surge:entries", "workers")
 			if err != nil {
 				return err
@@ -546,26 +624,32 @@ func logRestarts(t *testing.T) {
 	}
 }
 
-// haproxyUp counts, per backend, the servers HAProxy has up, from its
-// statistics (port 8404 inside its container; not published).
-func haproxyUp() (map[string]int, error) {
+// haproxyStats reads HAProxy's statistics (port 8404 inside its container;
+// not published): per backend, the servers it has up, and how many
+// sessions its web backend has had (one per request: http-server-close).
+func haproxyStats() (up map[string]int, webSessions int64, err error) {
 	out, err := docker(context.Background(), nil, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+stack+"_haproxy")
 	if err != nil || len(lines(out)) != 1 {
-		return nil, fmt.Errorf("haproxy container: %q %v", out, err)
+		return nil, 0, fmt.Errorf("haproxy container: %q %v", out, err)
 	}
 	csv, err := docker(context.Background(), nil, "exec", out, "bash", "-c",
 		`exec 3<>/dev/tcp/127.0.0.1/8404 && printf 'GET /stats;csv HTTP/1.0\r\n\r\n' >&3 && cat <&3`)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	up := map[string]int{}
+	const stot, status = 7, 17 // columns of HAProxy's CSV statistics
+	up = map[string]int{}
 	for _, l := range lines(csv) {
 		f := strings.Split(l, ",")
-		if len(f) > 17 && f[1] != "FRONTEND" && f[1] != "BACKEND" && f[17] == "UP" {
+		switch {
+		case len(f) <= status:
+		case f[0] == "web" && f[1] == "BACKEND":
+			webSessions, _ = strconv.ParseInt(f[stot], 10, 64)
+		case f[1] != "FRONTEND" && f[1] != "BACKEND" && f[status] == "UP":
 			up[f[0]]++
 		}
 	}
-	return up, nil
+	return up, webSessions, nil
 }
 
 // addShard deploys the stack again with one shard more, under load.
@@ -581,14 +665,26 @@ func (e *env) addShard(t *testing.T, ctx context.Context, c *client, expect *tal
 	e.labelled = append(e.labelled, stackfile.ShardNodeLabel(k))
 
 	before, failedBefore := expect.ok.Load(), expect.failed.Load()
+	st, err := readStack(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The deploy changes admin and result (the image the web services were
+	// rolled to), result and the workers (the new shard), and starts web-k
+	// and redis-k, which are like web-1 and redis-1.
+	changed := []string{stack + "_admin", stack + "_result", stack + "_worker", e.webServices[0], e.redisServices[0]}
+	bound := st.rollBound(changed...) + haproxyFind
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	loadDone := make(chan struct{})
 	go func() {
 		defer close(loadDone)
-		runLoad(loadCtx, c, expect, loadOptions{Concurrency: 4, Every: 25 * time.Millisecond, ChangeShare: 0.2, MaxDuration: 10 * time.Minute})
+		runLoad(loadCtx, c, expect, loadOptions{Concurrency: 4, Every: 25 * time.Millisecond, ChangeShare: 0.2, MaxDuration: 2 * bound})
 	}()
 	stop := func() { stopLoad(); <-loadDone }
-	time.Sleep(2 * time.Second)
+	if err := testenv.WaitFor(ctx, steadyBound, func() error { return progressed(expect, before, steadyVotes) }); err != nil {
+		stop()
+		t.Fatalf("add a shard: before the deploy: %v", err)
+	}
 	// Our services keep the image the web services were rolled to.
 	t.Setenv("SURGE_TAG", strings.TrimPrefix(e.rollImage, e.image+":"))
 	if out, err := docker(ctx, nil, "stack", "deploy", "--resolve-image", "never", "-c", file, stack); err != nil {
@@ -599,26 +695,12 @@ func (e *env) addShard(t *testing.T, ctx context.Context, c *client, expect *tal
 	e.redisServices = append(e.redisServices, fmt.Sprintf("%s_redis-%d", stack, k))
 	e.expectedServices = append(e.expectedServices, fmt.Sprintf("%s_web-%d", stack, k), fmt.Sprintf("%s_redis-%d", stack, k))
 	sort.Strings(e.expectedServices)
-	err := eventually(4*time.Minute, 2*time.Second, func() error {
-		if err := converged(stack); err != nil {
-			return err
-		}
-		for _, svc := range []string{stack + "_worker", stack + "_result"} {
-			state := must(t, "service", "inspect", "-f", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", svc)
-			if state != "completed" {
-				return fmt.Errorf("%s: update %q", svc, state)
-			}
-		}
-		up, err := haproxyUp()
-		if err != nil {
-			return err
-		}
-		if up["web"] != k {
-			return fmt.Errorf("HAProxy has %d web servers up, want %d", up["web"], k)
-		}
-		return nil
-	})
-	time.Sleep(3 * time.Second)
+	err = e.settle(t, ctx, "add a shard", bound, e.routed)
+	if err == nil {
+		// The load goes on through the grown stack before it stops.
+		deployed := expect.ok.Load()
+		err = testenv.WaitFor(ctx, steadyBound, func() error { return progressed(expect, deployed, steadyVotes) })
+	}
 	stop()
 	if err != nil {
 		t.Fatalf("add a shard: %v", err)
@@ -631,8 +713,8 @@ func (e *env) addShard(t *testing.T, ctx context.Context, c *client, expect *tal
 		t.Fatalf("add a shard: the workers do not read redis-%d:\n%s", k, shards)
 	}
 	newWeb := fmt.Sprintf("%s_web-%d-1", stack, k)
-	step("+. added shard %d to the running stack in %s under load: %d votes acknowledged, 0 failed; HAProxy sees %d frontends",
-		k, time.Since(ts).Round(time.Millisecond), expect.ok.Load()-before, k)
+	step("+. added shard %d to the running stack in %s (bound %s) under load: %d votes acknowledged, 0 failed; HAProxy sees %d frontends",
+		k, time.Since(ts).Round(time.Millisecond), bound, expect.ok.Load()-before, k)
 
 	// The new frontend takes its share of votes, and they are counted.
 	probe := newTally()
@@ -648,7 +730,7 @@ func (e *env) addShard(t *testing.T, ctx context.Context, c *client, expect *tal
 	for ch, v := range pf {
 		final[ch] += v
 	}
-	waitCounts(t, ctx, c, final, "after adding a shard")
+	e.waitCounts(t, ctx, c, final, "after adding a shard")
 	e.checkQueues(t)
 	step("+. %s answered %d of 300 new voters; counts match exactly: %v", newWeb, pnodes[newWeb], final)
 	return final

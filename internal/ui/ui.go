@@ -37,8 +37,23 @@ func Render(w io.Writer, name string, p Page) error {
 	return pages.ExecuteTemplate(w, name, p)
 }
 
-// Static serves the embedded assets (mount under /static/).
+// Static serves the embedded assets (mount under /static/). Directories
+// do not exist to it, so nothing lists them.
 func Static() http.FileSystem {
 	sub, _ := fs.Sub(staticFiles, "static")
-	return http.FS(sub)
+	return filesOnly{http.FS(sub)}
+}
+
+type filesOnly struct{ http.FileSystem }
+
+func (f filesOnly) Open(name string) (http.File, error) {
+	file, err := f.FileSystem.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := file.Stat(); err != nil || st.IsDir() {
+		file.Close()
+		return nil, fs.ErrNotExist
+	}
+	return file, nil
 }

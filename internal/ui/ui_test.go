@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"io/fs"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -21,4 +23,44 @@ func TestRenderEscapesAndShowsNode(t *testing.T) {
 	if !strings.Contains(out, `id="node"`) || !strings.Contains(out, "&lt;node-1&gt;") {
 		t.Fatalf("node missing: %s", out)
 	}
+}
+
+// The pages work under the services' Content-Security-Policy (httpx): no
+// inline scripts, event handlers, style blocks or style attributes; those
+// belong in the embedded static files.
+func TestTemplatesNeedNothingInline(t *testing.T) {
+	inline := regexp.MustCompile(`(?i)\son[a-z]+\s*=|<style|\sstyle\s*=|javascript:`)
+	script := regexp.MustCompile(`(?i)<script[^>]*>`)
+	entries, err := fs.Glob(templateFiles, "templates/*.html")
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("no templates: %v", err)
+	}
+	for _, name := range entries {
+		b, _ := fs.ReadFile(templateFiles, name)
+		if m := inline.Find(b); m != nil {
+			t.Errorf("%s has inline code or style the CSP refuses: %q", name, m)
+		}
+		for _, tag := range script.FindAll(b, -1) {
+			if !strings.Contains(string(tag), "src=") {
+				t.Errorf("%s has an inline script: %q", name, tag)
+			}
+		}
+	}
+}
+
+// The asset folder is served file by file; directories are not found, so
+// nothing lists them.
+func TestStaticServesFilesOnly(t *testing.T) {
+	fsys := Static()
+	for _, dir := range []string{"/", "."} {
+		if f, err := fsys.Open(dir); err == nil {
+			f.Close()
+			t.Errorf("directory %q opens", dir)
+		}
+	}
+	f, err := fsys.Open("/results.js")
+	if err != nil {
+		t.Fatalf("results.js: %v", err)
+	}
+	f.Close()
 }

@@ -11,9 +11,23 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 GO=${GO:-go}
 
+# Is there an engine to deploy on? Asked first, so that everything missing
+# (debootstrap only with an engine) comes from one apt-get run.
+engine=""
+if ! command -v docker >/dev/null 2>&1; then
+  skip="no docker CLI on this machine"
+elif ! engine=$(docker info --format '{{.ServerVersion}}' 2>&1); then
+  skip="no Docker engine reachable ($(echo "$engine" | tail -n 1))"
+  engine=""
+fi
+
+t=$SECONDS
 need=()
 command -v ruby >/dev/null 2>&1 || need+=(ruby)
 command -v vagrant >/dev/null 2>&1 || need+=(vagrant)
+if [ -n "$engine" ] && ! command -v debootstrap >/dev/null 2>&1 && [ ! -x /usr/sbin/debootstrap ]; then
+  need+=(debootstrap)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
@@ -22,16 +36,13 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 SURGE_REQUIRE_VAGRANT_TOOLS=1 $GO test -count=1 ./vagrant/
+echo "test-stack: Vagrant checks in $((SECONDS - t))s"
 
-if ! command -v docker >/dev/null 2>&1; then
-  echo "SKIP test-stack: no docker CLI on this machine"
+if [ -z "$engine" ]; then
+  echo "SKIP test-stack: $skip"
   exit 0
 fi
-if ! err=$(docker info --format '{{.ServerVersion}}' 2>&1); then
-  echo "SKIP test-stack: no Docker engine reachable ($(echo "$err" | tail -n 1))"
-  exit 0
-fi
-echo "test-stack: Docker engine $err"
+echo "test-stack: Docker engine $engine"
 
 start=$SECONDS
 tag=swarmtest
@@ -45,6 +56,8 @@ echo "test-stack: stand-in images ready in $((SECONDS - t))s"
 # shellcheck disable=SC2046
 export $(echo "$vars" | xargs)
 
+t=$SECONDS
 SURGE_SWARM_TEST=1 SURGE_IMAGE=surge SURGE_TAG=$tag \
   $GO test -count=1 -v -timeout 40m -run 'TestSwarmStack' ./internal/swarmtest/
+echo "test-stack: Swarm test in $((SECONDS - t))s"
 echo "test-stack: passed in $((SECONDS - start))s"

@@ -61,8 +61,20 @@
     t.textContent = d.toISOString().substring(11, 19) + " UTC";
   }
 
-  var es = new EventSource("/results/api/stream");
-  es.addEventListener("open", function () { live.textContent = "● Live: updates appear as votes are counted"; live.className = "live on"; });
-  es.addEventListener("error", function () { live.textContent = "Reconnecting…"; live.className = "live off"; });
-  es.addEventListener("results", function (e) { update(JSON.parse(e.data)); });
+  // The page comes with each bar's share; the CSP forbids inline styles,
+  // so the width is set here.
+  polls.querySelectorAll(".bar[data-pct]").forEach(function (b) { b.style.width = b.dataset.pct + "%"; });
+
+  function connect() {
+    var es = new EventSource("/results/api/stream");
+    es.addEventListener("open", function () { live.textContent = "● Live: updates appear as votes are counted"; live.className = "live on"; });
+    es.addEventListener("error", function () {
+      live.textContent = "Reconnecting…"; live.className = "live off";
+      // A refused stream (503: too many) is closed for good; try again
+      // later, spread out so refused pages do not come back at once.
+      if (es.readyState === EventSource.CLOSED) { setTimeout(connect, 5000 + Math.random() * 10000); }
+    });
+    es.addEventListener("results", function (e) { update(JSON.parse(e.data)); });
+  }
+  connect();
 })();
