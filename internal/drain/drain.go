@@ -111,6 +111,7 @@ type Shard struct {
 // NewShard returns a drainer for one shard.
 func NewShard(q Queue, store Store, opt Options) *Shard {
 	opt.defaults()
+	opt.Metrics.initShard(opt.Shard)
 	return &Shard{q: q, store: store, opt: opt, log: opt.Logger.With("shard", opt.Shard)}
 }
 
@@ -240,7 +241,7 @@ func (s *Shard) process(ctx context.Context, msgs []redis.Message) error {
 		}
 		e, err := surge.DecodeEntry(m.ID, m.Values)
 		if err != nil {
-			s.deadLetter(ctx, m, "undecodable", err)
+			s.deadLetter(ctx, m, reasonUndecodable, err)
 			continue
 		}
 		p := pending{m, e}
@@ -270,7 +271,7 @@ func (s *Shard) process(ctx context.Context, msgs []redis.Message) error {
 		case errors.Is(err, errStopped):
 			return err
 		case err != nil:
-			s.deadLetter(ctx, p.msg, "failed", err)
+			s.deadLetter(ctx, p.msg, reasonFailed, err)
 		default:
 			s.finishApplied(ctx, one, rejected)
 		}
@@ -293,7 +294,7 @@ func (s *Shard) finishApplied(ctx context.Context, batch []pending, rejected []s
 	ids := make([]string, 0, len(batch))
 	for _, p := range batch {
 		if p.entry.Vote != nil && refused[p.entry.Vote.ID] {
-			s.deadLetter(ctx, p.msg, "unknown poll or option", nil)
+			s.deadLetter(ctx, p.msg, reasonRefused, nil)
 			continue
 		}
 		ids = append(ids, p.msg.ID)
@@ -339,7 +340,7 @@ func (s *Shard) apply(ctx context.Context, batch []pending) ([]surge.Vote, error
 		if err == nil {
 			s.opt.Metrics.BatchSeconds.WithLabelValues(s.opt.Shard).Observe(time.Since(start).Seconds())
 			s.progressed()
-			s.countConflicts(outcomes)
+			s.countOutcomes(outcomes)
 			return rejected, nil
 		}
 		if !isTransient(err) {
@@ -355,13 +356,17 @@ func (s *Shard) apply(ctx context.Context, batch []pending) ([]surge.Vote, error
 	}
 }
 
-// countConflicts counts and logs the orders refused because their id was
-// taken by an order with another item or quantity.
-func (s *Shard) countConflicts(outcomes []surge.OrderOutcome) {
+// countOutcomes counts the orders decided by a commit, and counts and logs
+// those refused because their id was taken by an order with another item or
+// quantity.
+func (s *Shard) countOutcomes(outcomes []surge.OrderOutcome) {
 	for _, o := range outcomes {
-		if o.Status == surge.OrderConflict {
+		switch o.Status {
+		case surge.OrderConflict:
 			s.opt.Metrics.OrderConflicts.WithLabelValues(s.opt.Shard).Inc()
 			s.log.Warn("order not applied: its order_id belongs to an order for another item or quantity", "order_id", o.ID)
+		case surge.OrderConfirmed, surge.OrderRejected:
+			s.opt.Metrics.Orders.WithLabelValues(s.opt.Shard, o.Status).Inc()
 		}
 	}
 }

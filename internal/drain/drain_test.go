@@ -164,11 +164,13 @@ func (q *fakeQueue) deadLetters() []deadLetter {
 
 // fakeStore is a scripted Store. behave decides the answer of call n
 // (0-based) from its votes; nil means every call succeeds with nothing
-// rejected. Orders are always confirmed when the call succeeds.
+// rejected. When the call succeeds, orders get the status orderStatus
+// gives them, or are confirmed if it is nil.
 type fakeStore struct {
-	log    *eventLog
-	q      *fakeQueue // to check nothing is acked before its commit
-	behave func(n int, votes []surge.Vote) ([]surge.Vote, error)
+	log         *eventLog
+	q           *fakeQueue // to check nothing is acked before its commit
+	behave      func(n int, votes []surge.Vote) ([]surge.Vote, error)
+	orderStatus func(surge.Order) string
 
 	mu         sync.Mutex
 	calls      [][]string // vote ids of each call
@@ -209,7 +211,11 @@ func (s *fakeStore) Apply(ctx context.Context, votes []surge.Vote, orders []surg
 	}
 	if err == nil {
 		for _, o := range orders {
-			outcomes = append(outcomes, surge.OrderOutcome{ID: o.ID, Status: surge.OrderConfirmed})
+			status := surge.OrderConfirmed
+			if s.orderStatus != nil {
+				status = s.orderStatus(o)
+			}
+			outcomes = append(outcomes, surge.OrderOutcome{ID: o.ID, Status: status})
 		}
 	}
 	s.log.add("apply-end %s err=%v", strings.Join(ids, ","), err)

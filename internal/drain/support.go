@@ -26,7 +26,17 @@ type Metrics struct {
 	RedisErrors    *prometheus.CounterVec
 	StoreErrors    *prometheus.CounterVec
 	BatchSeconds   *prometheus.HistogramVec
+	// Orders counts orders applied, by outcome (confirmed, rejected), once
+	// each: an entry delivered again is not decided again.
+	Orders *prometheus.CounterVec
 }
+
+// Why entries are dead-lettered: the values of the reason label.
+const (
+	reasonUndecodable = "undecodable"
+	reasonRefused     = "unknown poll or option"
+	reasonFailed      = "failed"
+)
 
 // NewMetrics creates the metrics and registers them with reg, if not nil.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -53,12 +63,31 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "surge_worker_batch_seconds", Help: "Time to commit one batch.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"shard"}),
+		Orders: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "surge_worker_orders_total", Help: "Orders applied, by outcome (confirmed, rejected).",
+		}, []string{"shard", "outcome"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Applied, m.DeadLettered, m.Claimed, m.RedisErrors, m.StoreErrors, m.BatchSeconds)
-		reg.MustRegister(m.OrderConflicts)
+		reg.MustRegister(m.OrderConflicts, m.Orders)
 	}
 	return m
+}
+
+// initShard makes every series of a shard exist at zero, so that a rate or
+// an increase over them works from the first event and an alert on them
+// can tell "none" from "not scraped".
+func (m *Metrics) initShard(shard string) {
+	for _, c := range []*prometheus.CounterVec{m.Applied, m.OrderConflicts, m.Claimed, m.RedisErrors, m.StoreErrors} {
+		c.WithLabelValues(shard)
+	}
+	for _, reason := range []string{reasonUndecodable, reasonRefused, reasonFailed} {
+		m.DeadLettered.WithLabelValues(shard, reason)
+	}
+	for _, outcome := range []string{surge.OrderConfirmed, surge.OrderRejected} {
+		m.Orders.WithLabelValues(shard, outcome)
+	}
+	m.BatchSeconds.WithLabelValues(shard)
 }
 
 // newBackOff is the drain's retry schedule: 50 ms growing to 2 s, each

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -16,7 +17,6 @@ import (
 	"github.com/surge-vote/surge/internal/postgres"
 	"github.com/surge-vote/surge/internal/redis"
 	"github.com/surge-vote/surge/internal/surge"
-	"github.com/surge-vote/surge/internal/telemetry"
 )
 
 // Config is the worker service's configuration.
@@ -91,9 +91,6 @@ func RunWorker(ctx context.Context, cfg Config, log *slog.Logger, afterCommit fu
 		log.Warn("fault injection on: this worker will crash between commits and acks", "chance", cfg.TestCrashAfterCommit)
 		afterCommit = CrashAfterCommit(cfg.TestCrashAfterCommit, log)
 	}
-	reg := telemetry.NewRegistry()
-	metrics := NewMetrics(reg)
-
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("worker: listen: %w", err)
@@ -107,15 +104,23 @@ func RunWorker(ctx context.Context, cfg Config, log *slog.Logger, afterCommit fu
 
 	// The shards exist before they run so that health can say, from the
 	// start, that they are not draining yet.
-	shards := make([]*Shard, len(cfg.Shards))
+	queues := make([]*redis.Consumer, len(cfg.Shards))
+	readers := make([]BacklogReader, len(cfg.Shards))
 	for i, addr := range cfg.Shards {
 		client := redis.NewClient(redis.Config{Addr: addr, Password: cfg.RedisPassword}, 4)
 		defer client.Close()
-		q := &redis.Consumer{Client: client, Stream: cfg.Stream, Group: cfg.Group, Name: cfg.Name}
+		queues[i] = &redis.Consumer{Client: client, Stream: cfg.Stream, Group: cfg.Group, Name: cfg.Name}
+		readers[i] = queues[i]
+	}
+	reg, metrics := NewRegistry(readers)
+	shards := make([]*Shard, len(cfg.Shards))
+	for i, q := range queues {
+		// Metrics and health name a shard by its number: its address is
+		// nobody's business outside. The log keeps it, for the operator.
 		shards[i] = NewShard(q, db, Options{
-			Shard: addr, BatchSize: cfg.BatchSize, Block: cfg.Block, ClaimIdle: cfg.ClaimIdle,
+			Shard: strconv.Itoa(i + 1), Logger: log.With("addr", cfg.Shards[i]), BatchSize: cfg.BatchSize, Block: cfg.Block, ClaimIdle: cfg.ClaimIdle,
 			ClaimEvery: cfg.ClaimEvery, TrimEvery: cfg.TrimEvery, MaxDeliveries: cfg.MaxDeliveries,
-			FinishTimeout: cfg.FinishTimeout, UnhealthyAfter: cfg.UnhealthyAfter, Logger: log, Metrics: metrics,
+			FinishTimeout: cfg.FinishTimeout, UnhealthyAfter: cfg.UnhealthyAfter, Metrics: metrics,
 			AfterCommit: afterCommit,
 		})
 	}

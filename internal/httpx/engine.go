@@ -59,6 +59,7 @@ func NewEngine(o EngineOptions) (*gin.Engine, error) {
 	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, rec any) {
 		Error(c, o.Log, fmt.Errorf("panic: %v", rec))
 	}))
+	telemetry.RegisterBuildInfo(o.Registry, o.Service, o.Node)
 	r.Use(telemetry.HTTPMetrics(o.Registry, o.Service))
 	r.GET("/healthz", func(c *gin.Context) {
 		if o.Health != nil {

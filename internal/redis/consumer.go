@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -180,6 +181,47 @@ func (c *Consumer) Backlog(ctx context.Context) (Backlog, error) {
 		return b, nil
 	}
 	return Backlog{}, fmt.Errorf("backlog of %s: no group %s", c.Stream, c.Group)
+}
+
+// Oldest returns the age of the oldest entry the group has not
+// acknowledged: the lowest pending id, or else the first entry not yet
+// delivered; 0 when there is none. A stream id is a time in milliseconds on
+// that Redis's clock, so the age is measured against that clock (TIME), not
+// ours.
+func (c *Consumer) Oldest(ctx context.Context) (time.Duration, error) {
+	groups, err := c.Client.XInfoGroups(ctx, c.Stream).Result()
+	if err != nil {
+		return 0, fmt.Errorf("oldest entry of %s: %w", c.Stream, err)
+	}
+	i := slices.IndexFunc(groups, func(g goredis.XInfoGroup) bool { return g.Name == c.Group })
+	if i < 0 {
+		return 0, fmt.Errorf("oldest entry of %s: no group %s", c.Stream, c.Group)
+	}
+	var oldest string
+	if groups[i].Pending > 0 {
+		p, err := c.Client.XPending(ctx, c.Stream, c.Group).Result()
+		if err != nil {
+			return 0, fmt.Errorf("oldest entry of %s: %w", c.Stream, err)
+		}
+		oldest = p.Lower // empty if acknowledged since XINFO
+	}
+	if oldest == "" {
+		// Entries past the last delivered one are waiting for a first read.
+		next, err := c.Client.XRangeN(ctx, c.Stream, "("+groups[i].LastDeliveredID, "+", 1).Result()
+		if err != nil {
+			return 0, fmt.Errorf("oldest entry of %s: %w", c.Stream, err)
+		}
+		if len(next) == 0 {
+			return 0, nil
+		}
+		oldest = next[0].ID
+	}
+	now, err := c.Client.Time(ctx).Result()
+	if err != nil {
+		return 0, fmt.Errorf("oldest entry of %s: %w", c.Stream, err)
+	}
+	ms, _ := splitID(oldest)
+	return max(now.Sub(time.UnixMilli(int64(ms))), 0), nil
 }
 
 // Trim deletes entries that every consumer of the group is done with: those

@@ -2,8 +2,11 @@ package redis_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/surge-vote/surge/internal/redis"
 	"github.com/surge-vote/surge/internal/testenv"
@@ -120,5 +123,46 @@ func TestDeadLetterMovesAndAcks(t *testing.T) {
 	}
 	if b, _ := a.Backlog(ctx); !b.Drained() {
 		t.Fatalf("dead-lettered entry still pending: %+v", b)
+	}
+}
+
+// Oldest is the age of the oldest entry not yet acknowledged, pending or
+// never delivered, by the Redis clock; 0 once every entry is acknowledged.
+func TestOldestIsTheAgeOfTheOldestUnacknowledgedEntry(t *testing.T) {
+	r := testenv.Redis(t)
+	c := testenv.RedisClient(t, r)
+	ctx := context.Background()
+	a := consumer(t, r.Addr, "a")
+	now, err := c.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ids are times: entries written 90 s and 30 s ago by the Redis clock.
+	ids := make([]string, 2)
+	for i, ago := range []time.Duration{90 * time.Second, 30 * time.Second} {
+		id := fmt.Sprintf("%d-0", now.Add(-ago).UnixMilli())
+		if ids[i], err = c.XAdd(ctx, &goredis.XAddArgs{Stream: stream, ID: id, Values: []any{"n", i}}).Result(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []struct {
+		name string
+		do   func()
+		want time.Duration // within a few seconds
+	}{
+		{"nothing delivered yet", func() {}, 90 * time.Second},
+		{"both pending", func() { a.ReadNew(ctx, 2, 0) }, 90 * time.Second},
+		{"the older one acknowledged", func() { a.Ack(ctx, ids[0]) }, 30 * time.Second},
+		{"all acknowledged", func() { a.Ack(ctx, ids[1]) }, 0},
+	}
+	for _, s := range steps {
+		s.do()
+		got, err := a.Oldest(ctx)
+		if err != nil {
+			t.Fatalf("%s: Oldest: %v", s.name, err)
+		}
+		if got < s.want || got > s.want+5*time.Second {
+			t.Errorf("%s: Oldest = %s, want about %s", s.name, got, s.want)
+		}
 	}
 }

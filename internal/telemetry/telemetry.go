@@ -5,6 +5,7 @@ package telemetry
 import (
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,22 @@ func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
+}
+
+// RegisterBuildInfo adds surge_build_info{service,node,version} = 1 to reg,
+// so that every series a target exports can be joined to the service and
+// node it came from, whatever the scrape configuration names the target.
+func RegisterBuildInfo(reg prometheus.Registerer, service, node string) {
+	version := "unknown"
+	if info, ok := debug.ReadBuildInfo(); ok {
+		version = info.Main.Version
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "surge_build_info", Help: "Always 1: the service, node and version of this process.",
+		ConstLabels: prometheus.Labels{"service": service, "node": node, "version": version},
+	})
+	g.Set(1)
+	reg.MustRegister(g)
 }
 
 // MetricsHandler serves reg at /metrics.
