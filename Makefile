@@ -13,11 +13,12 @@ build:
 deps:
 	@./stack/deps.sh
 
-# The servers, Chromium for the browser tests, and what test-stack needs:
-# ruby and vagrant (the Vagrant checks), debootstrap (the stand-in images).
-# One apt-get update and one install of all that is missing.
+# The servers, Chromium for the browser tests, prometheus (its promtool
+# checks and unit-tests stack/monitoring/rules.yml), and what test-stack
+# needs: ruby and vagrant (the Vagrant checks), debootstrap (the stand-in
+# images). One apt-get update and one install of all that is missing.
 test-deps:
-	@./stack/deps.sh chromium ruby vagrant debootstrap
+	@./stack/deps.sh chromium prometheus ruby vagrant debootstrap
 
 run: deps build
 	@$(BIN)/stack run --port $(PORT) --dir .surge --bin $(BIN)

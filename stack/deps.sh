@@ -13,6 +13,7 @@ id postgres >/dev/null 2>&1 || need+=(postgresql)
 for pkg in "$@"; do
   case "$pkg" in
     chromium) have chromium || need+=(chromium) ;;
+    prometheus) have promtool || need+=(prometheus) ;; # promtool checks the alert rules
     *) have "$pkg" || need+=("$pkg") ;;
   esac
 done
@@ -27,8 +28,9 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 echo "installed in ${SECONDS}s"
-# The packages start system-wide services; surge runs private instances instead.
-for svc in redis-server haproxy postgresql; do
+# The packages start system-wide services; surge runs private instances
+# instead, and needs only promtool from prometheus.
+for svc in redis-server haproxy postgresql prometheus; do
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
   else
