@@ -205,6 +205,9 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		Name: "surge_orders_captured_total", Help: "Orders acknowledged with 202 (repeats excluded).",
 	})
 	s.reg.MustRegister(s.votes, s.orders, batch)
+	for _, p := range cfg.Polls { // at zero from the start, so a rate works from the first vote
+		s.votes.WithLabelValues(p.ID)
+	}
 	s.producer = redis.NewProducer(client, cfg.Redis.Stream, redis.ProducerOptions{
 		Collectors: cfg.Collectors, MaxBatch: cfg.MaxBatch, Window: cfg.CollectWindow, Timeout: cfg.AppendTimeout,
 		Observe: func(n int) { batch.Observe(float64(n)) },

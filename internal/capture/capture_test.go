@@ -243,3 +243,20 @@ func TestPagesShowTheNode(t *testing.T) {
 		t.Fatalf("unknown poll page: %d", resp.StatusCode)
 	}
 }
+
+// The vote counter of every configured poll exists at zero before any vote,
+// so that a rate over it works from the first one.
+func TestVoteCounterExistsFromStart(t *testing.T) {
+	ts := newServer(t, testenv.Redis(t))
+	resp, err := http.Get(ts.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, p := range surge.DefaultPolls() {
+		if want := `surge_votes_captured_total{poll="` + p.ID + `"} 0`; !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s before any vote", want)
+		}
+	}
+}
