@@ -99,10 +99,12 @@ func startWith(t *testing.T, ns *launcher.Netns, workerEnv ...string) *cluster {
 					return
 				case <-w.Done():
 				}
-				// The restart policy's delay, as Swarm's: behaviour, not a wait.
-				time.Sleep(restartDelay)
-				if sctx.Err() != nil {
+				// The restart policy's delay, as Swarm's: behaviour, not a
+				// wait. It ends with the schedule.
+				select {
+				case <-sctx.Done():
 					return
+				case <-time.After(restartDelay):
 				}
 				// Like Swarm's restart policy: again and again, even if the
 				// new process dies before it is listening.

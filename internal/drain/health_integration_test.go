@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -65,43 +63,11 @@ func wantHealth(url string, status int, want string) error {
 	return nil
 }
 
-// privatePostgres starts a Postgres server of the test's own, which it may
-// stop and start again without disturbing the package's shared one.
-func privatePostgres(t *testing.T) *launcher.Postgres {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("needs postgres (skipped in -short)")
-	}
-	port, err := launcher.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "surge-test-pg-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755) // the postgres user must reach it when we are root
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return startPostgres(t, filepath.Join(dir, "data"), port)
-}
-
-func startPostgres(t *testing.T, dir string, port int) *launcher.Postgres {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	pg, err := launcher.StartPostgres(ctx, dir, port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.Stop(10 * time.Second) })
-	return pg
-}
-
 // The worker's health fails while it cannot reach Postgres, and recovers
 // when Postgres is back.
 func TestWorkerHealthFollowsPostgres(t *testing.T) {
 	r := testenv.Redis(t)
-	pg := privatePostgres(t)
+	pg := testenv.PrivatePostgres(t)
 	url := startWorker(t, pg.URL, r.Addr)
 
 	if err := pg.Stop(10 * time.Second); err != nil {
@@ -111,7 +77,7 @@ func TestWorkerHealthFollowsPostgres(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() error {
 		return wantHealth(url, http.StatusServiceUnavailable, "postgres")
 	})
-	startPostgres(t, pg.Dir, pg.Port)
+	testenv.RestartPostgres(t, pg)
 	// Bound: the pool opens a new connection on the next probe.
 	testenv.Eventually(t, 10*time.Second, func() error { return wantHealth(url, http.StatusOK, "") })
 }

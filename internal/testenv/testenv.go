@@ -105,22 +105,7 @@ func PostgresURL(t testing.TB) string {
 	if testing.Short() {
 		t.Skip("needs postgres (skipped in -short)")
 	}
-	pgOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "surge-test-pg-")
-		if err != nil {
-			pgErr = err
-			return
-		}
-		os.Chmod(dir, 0o755)
-		port, err := launcher.FreePort()
-		if err != nil {
-			pgErr = err
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		pgServer, pgErr = launcher.StartPostgres(ctx, filepath.Join(dir, "data"), port)
-	})
+	pgOnce.Do(func() { pgServer, pgErr = startPostgres() })
 	if pgErr != nil {
 		t.Fatal(pgErr)
 	}
@@ -135,6 +120,61 @@ func PostgresURL(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("postgres://surge@127.0.0.1:%d/%s?sslmode=disable", pgServer.Port, name)
+}
+
+// startPostgres starts a Postgres server on a free port, its data in a new
+// temporary folder that the postgres user can reach when we are root.
+func startPostgres() (*launcher.Postgres, error) {
+	dir, err := os.MkdirTemp("", "surge-test-pg-")
+	if err != nil {
+		return nil, err
+	}
+	os.Chmod(dir, 0o755)
+	port, err := launcher.FreePort()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pg, err := launcher.StartPostgres(ctx, filepath.Join(dir, "data"), port)
+	if err != nil {
+		os.RemoveAll(dir)
+	}
+	return pg, err
+}
+
+// PrivatePostgres starts a Postgres server of the test's own, which it may
+// stop and start again (RestartPostgres) without disturbing the package's
+// shared one. It is stopped and its data removed when the test ends.
+func PrivatePostgres(t testing.TB) *launcher.Postgres {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs postgres (skipped in -short)")
+	}
+	pg, err := startPostgres()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		pg.Stop(10 * time.Second)
+		os.RemoveAll(filepath.Dir(pg.Dir))
+	})
+	return pg
+}
+
+// RestartPostgres starts a stopped PrivatePostgres again on the same port
+// and data.
+func RestartPostgres(t testing.TB, pg *launcher.Postgres) *launcher.Postgres {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pg2, err := launcher.StartPostgres(ctx, pg.Dir, pg.Port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg2.Stop(10 * time.Second) })
+	return pg2
 }
 
 // StopPostgres stops the shared server and removes its data. Call it at the
