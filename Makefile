@@ -70,7 +70,8 @@ image:
 		--build-arg VERSION=$$(git describe --always --dirty 2>/dev/null || echo dev) .
 	@v=$$(git describe --always --dirty 2>/dev/null) && [ -n "$$v" ] && docker tag $(IMAGE):$(TAG) $(IMAGE):$$v && echo "tagged $(IMAGE):$(TAG) $(IMAGE):$$v" || true
 
-# docker-stack.yml on a real single-node Swarm (SKIP without a Docker engine),
+# docker-stack.yml on a real three-node Swarm of Docker-in-Docker nodes (SKIP
+# without a Docker engine),
 # plus the offline Vagrant checks.
 test-stack:
 	@./stack/deploy/test-stack.sh

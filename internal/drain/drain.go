@@ -210,8 +210,23 @@ func (s *Shard) redisTrouble(ctx context.Context, err error, b backoff.BackOff) 
 	s.read(err)
 	s.opt.Metrics.RedisErrors.WithLabelValues(s.opt.Shard).Inc()
 	s.log.Warn("redis unavailable", "err", err)
+	s.regroup(ctx, err)
 	s.replay = true
 	wait(ctx, b)
+}
+
+// regroup creates the consumer group again when err says it is gone (the
+// shard's Redis came back without its data): nothing else would, and every
+// read would fail until the worker restarts.
+func (s *Shard) regroup(ctx context.Context, err error) {
+	if !redis.LostGroup(err) {
+		return
+	}
+	if gerr := s.q.EnsureGroup(ctx); gerr != nil {
+		s.log.Warn("the shard's consumer group is gone; creating it again failed", "err", gerr)
+		return
+	}
+	s.log.Warn("the shard's consumer group was gone (its Redis lost its data); created it again")
 }
 
 // retry runs f, a Redis read, until it succeeds or ctx ends, backing off
@@ -221,6 +236,7 @@ func (s *Shard) retry(ctx context.Context, what string, f func() error) error {
 		err := f()
 		if ctx.Err() == nil {
 			s.read(err)
+			s.regroup(ctx, err)
 		}
 		return struct{}{}, err
 	}, backoff.WithBackOff(newBackOff()), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, _ time.Duration) {

@@ -250,3 +250,22 @@ func waitDrained(t *testing.T, q *redis.Consumer) {
 		return err
 	})
 }
+
+// A shard whose Redis comes back without its data (a new disk) has no
+// consumer group: the worker creates it again and drains what is queued
+// there next, without a restart.
+func TestShardThatLostItsDataIsDrainedAgain(t *testing.T) {
+	r, rc, db := setup(t)
+	q := newConsumer(t, r.Addr, "w1")
+	runShard(t, q, db, drain.Options{Shard: r.Addr, BatchSize: 50, ClaimIdle: time.Hour})
+	want := addVotes(t, rc, 20, "before")
+	waitCounts(t, db, q, want)
+
+	if err := rc.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range addVotes(t, rc, 30, "after") {
+		want[k] += v
+	}
+	waitCounts(t, db, q, want)
+}

@@ -10,15 +10,16 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
 )
 
-// SelfSignedCert writes a certificate for 127.0.0.1 and localhost, with its
-// key, to dir/tls.pem (HAProxy's format) and returns the path and the
-// certificate PEM for clients to trust.
-func SelfSignedCert(dir string) (path string, certPEM []byte, err error) {
+// SelfSignedCert writes a certificate for 127.0.0.1, localhost and any more
+// addresses given, with its key, to dir/tls.pem (HAProxy's format) and
+// returns the path and the certificate PEM for clients to trust.
+func SelfSignedCert(dir string, more ...netip.Addr) (path string, certPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", nil, fmt.Errorf("tls key: %w", err)
@@ -34,6 +35,9 @@ func SelfSignedCert(dir string) (path string, certPEM []byte, err error) {
 		IsCA:                  true,
 		DNSNames:              []string{"localhost"},
 		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	for _, a := range more {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.IP(a.AsSlice()))
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {

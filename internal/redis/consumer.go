@@ -27,6 +27,18 @@ type Consumer struct {
 	Name   string // stable across restarts, so a restarted worker finds its own pending entries
 }
 
+// LostGroup reports whether err says the stream's consumer group is gone:
+// the shard's Redis came back without its data (a new disk, a flushed
+// database), so the group must be created again before anything is read.
+func LostGroup(err error) bool {
+	var rerr goredis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	msg := rerr.Error()
+	return strings.HasPrefix(msg, "NOGROUP") || strings.HasPrefix(msg, "UNBLOCKED")
+}
+
 // EnsureGroup creates the stream and the group if they are missing.
 func (c *Consumer) EnsureGroup(ctx context.Context) error {
 	err := c.Client.XGroupCreateMkStream(ctx, c.Stream, c.Group, "0").Err()

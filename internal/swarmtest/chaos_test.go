@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -19,7 +18,7 @@ type kill struct {
 	service string
 	// before runs on the doomed container and kept on its replacement: a
 	// store's data must outlive the container, on the stack's volume.
-	before, kept func(ctx context.Context, container string) error
+	before, kept func(ctx context.Context, container taskContainer) error
 }
 
 // killUnderLoad docker-kills a shard's Redis, a frontend and Postgres in
@@ -36,12 +35,12 @@ func (e *env) killUnderLoad(t *testing.T, ctx context.Context, c *client, final 
 	redis := kill{service: e.redisServices[0],
 		// A key written before the kill is read back from the new container:
 		// the AOF lives on the shard's volume.
-		before: func(ctx context.Context, old string) error {
-			_, err := docker(ctx, nil, "exec", old, "redis-cli", "SET", marker, value)
+		before: func(ctx context.Context, old taskContainer) error {
+			_, err := e.on(ctx, old.node, "exec", old.id, "redis-cli", "SET", marker, value)
 			return err
 		},
-		kept: func(ctx context.Context, replacement string) error {
-			got, err := docker(ctx, nil, "exec", replacement, "redis-cli", "GET", marker)
+		kept: func(ctx context.Context, replacement taskContainer) error {
+			got, err := e.on(ctx, replacement.node, "exec", replacement.id, "redis-cli", "GET", marker)
 			if err == nil && got != value {
 				err = fmt.Errorf("%s is %q in the new Redis, want %q: the AOF did not survive the container", marker, got, value)
 			}
@@ -50,7 +49,7 @@ func (e *env) killUnderLoad(t *testing.T, ctx context.Context, c *client, final 
 	web := kill{service: e.webServices[len(e.webServices)-1]}
 	postgres := kill{service: stack + "_postgres",
 		// Every vote counted before the kill is still counted after it.
-		kept: func(ctx context.Context, _ string) error {
+		kept: func(ctx context.Context, _ taskContainer) error {
 			got, _, err := c.counts(ctx)
 			if err != nil {
 				return err
@@ -79,11 +78,35 @@ func (e *env) killOne(t *testing.T, ctx context.Context, c *client, k kill, step
 	// services that lost it meanwhile (result and the workers without
 	// Postgres) are healthy again too, and HAProxy routes to them.
 	healBound := st.restartBound(k.service) + slow*(st.maxVerdict(k.service)+haproxyFind)
+	ended := e.endedTasks(t)
+	var healed time.Duration
+	rep, out := e.underLoad(t, ctx, "kill "+k.service, c, healBound, func() error {
+		return e.killAndHeal(t, ctx, k, healBound, &healed)
+	})
+	v, l := rep.Verdict, rep.Ledger
+	if !v.OK() {
+		t.Fatalf("kill %s: lost %d, duplicated %d, oversold %d, unexpected %d\n%s", k.service, v.Lost, v.Duplicated, v.Oversold, v.Unexpected, out)
+	}
+	step("kill %s: replaced and healthy in %s (bound %s; tasks ended: %s); %d votes and %d orders acknowledged in %.0f s, drained in %.1f s: lost %d, duplicated %d, oversold %d, unexpected %d; unknown %d votes, %d orders",
+		k.service, healed.Round(100*time.Millisecond), healBound, e.endedSince(t, ended), l.VotesAcked, l.OrdersAcked, rep.Summary.Elapsed, rep.DrainSeconds,
+		v.Lost, v.Duplicated, v.Oversold, v.Unexpected, v.UnknownVotes, v.UnknownOrders)
+}
+
+// underLoad runs the load tool (votes, vote changes and orders, with its
+// verifier) through c while fault runs, and stops it once fault returns;
+// bound is what fault may take, and the load goes on for a while after.
+// A fault that fails, a load that fails other than in its verdict, or a
+// load too thin to mean anything (under 1,000 votes or 100 orders) fails
+// the test. It returns the report, verdict included, and the tool's output.
+func (e *env) underLoad(t *testing.T, ctx context.Context, what string, c *client, bound time.Duration, fault func() error) (*loadgen.Report, string) {
+	t.Helper()
 	cfg := loadgen.DefaultConfig()
 	cfg.Target, cfg.AdminPass = c.base, e.adminPassword
-	// Duration only bounds the run: the fault ends the load once the stack
-	// has healed.
-	cfg.Rate, cfg.Duration, cfg.Timeout = 200, healBound+2*steadyBound, 5*time.Second
+	// The nodes' own addresses on the test's bridge: containers this test
+	// started, not loopback.
+	cfg.AllowRemote = true
+	// Duration only bounds the run: the fault ends the load.
+	cfg.Rate, cfg.Duration, cfg.Timeout = 200, bound+2*steadyBound, 5*time.Second
 	cfg.MaxRequests = int64(cfg.Rate * cfg.Duration.Seconds())
 	cfg.Voters, cfg.ChangeRatio = 3000, 0.3
 	cfg.OrderRatio, cfg.Items, cfg.Stock = 0.1, 3, 100
@@ -91,36 +114,28 @@ func (e *env) killOne(t *testing.T, ctx context.Context, c *client, k kill, step
 	cfg.JSONPath, cfg.PlotPath = "", ""
 	stop := make(chan struct{})
 	cfg.Stop = stop
-
-	ended := e.endedTasks(t)
-	var healed time.Duration
 	faultErr := make(chan error, 1)
 	go func() {
 		defer close(stop)
-		faultErr <- e.killAndHeal(t, ctx, k, healBound, &healed)
+		faultErr <- fault()
 	}()
 	var out strings.Builder
 	rep, err := loadgen.Run(ctx, cfg, &out)
-	if ferr := <-faultErr; ferr != nil {
-		t.Fatalf("kill %s: %v\n%s", k.service, ferr, out.String())
-	}
 	var verr *loadgen.VerifyError
 	if err != nil && !errors.As(err, &verr) {
-		t.Fatalf("kill %s: load: %v\n%s", k.service, err, out.String())
+		// The fault waits for the load, which has ended: say why first.
+		t.Fatalf("%s: load: %v (the fault then: %v)\n%s", what, err, <-faultErr, out.String())
+	}
+	if ferr := <-faultErr; ferr != nil {
+		t.Fatalf("%s: %v\n%s", what, ferr, out.String())
 	}
 	if rep == nil || rep.Verdict == nil {
-		t.Fatalf("kill %s: no verdict\n%s", k.service, out.String())
+		t.Fatalf("%s: no verdict\n%s", what, out.String())
 	}
-	v, l := rep.Verdict, rep.Ledger
-	if !v.OK() {
-		t.Fatalf("kill %s: lost %d, duplicated %d, oversold %d, unexpected %d\n%s", k.service, v.Lost, v.Duplicated, v.Oversold, v.Unexpected, out.String())
+	if l := rep.Ledger; l.VotesAcked < 1000 || l.OrdersAcked < 100 {
+		t.Fatalf("%s: %d votes and %d orders acknowledged, want at least 1000 and 100: not a steady load\n%s", what, l.VotesAcked, l.OrdersAcked, out.String())
 	}
-	if l.VotesAcked < 1000 || l.OrdersAcked < 100 {
-		t.Fatalf("kill %s: %d votes and %d orders acknowledged, want at least 1000 and 100: not a steady load\n%s", k.service, l.VotesAcked, l.OrdersAcked, out.String())
-	}
-	step("kill %s: replaced and healthy in %s (bound %s; tasks ended: %s); %d votes and %d orders acknowledged in %.0f s, drained in %.1f s: lost %d, duplicated %d, oversold %d, unexpected %d; unknown %d votes, %d orders",
-		k.service, healed.Round(100*time.Millisecond), healBound, e.endedSince(t, ended), l.VotesAcked, l.OrdersAcked, rep.Summary.Elapsed, rep.DrainSeconds,
-		v.Lost, v.Duplicated, v.Oversold, v.Unexpected, v.UnknownVotes, v.UnknownOrders)
+	return rep, out.String()
 }
 
 // killAndHeal waits until the load reaches the stack, docker-kills k's
@@ -131,27 +146,27 @@ func (e *env) killAndHeal(t *testing.T, ctx context.Context, k kill, bound time.
 	if err := e.webRequests(ctx, steadyVotes); err != nil {
 		return fmt.Errorf("before the kill: %w", err)
 	}
-	ids, err := docker(ctx, nil, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+k.service)
-	if err != nil || len(lines(ids)) != 1 {
-		return fmt.Errorf("want one container: %q %v", ids, err)
+	ids, err := e.runningContainers(ctx, k.service)
+	if err != nil || len(ids) != 1 {
+		return fmt.Errorf("want one container: %v %v", ids, err)
 	}
-	old := ids
+	old := ids[0]
 	if k.before != nil {
 		if err := k.before(ctx, old); err != nil {
 			return err
 		}
 	}
 	killed := time.Now()
-	if _, err := docker(ctx, nil, "kill", old); err != nil {
+	if _, err := e.on(ctx, old.node, "kill", old.id); err != nil {
 		return err
 	}
-	var replacement string
+	var replacement taskContainer
 	err = e.settle(t, ctx, "kill "+k.service, bound, func() error {
-		ids, err := docker(ctx, nil, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+k.service)
-		if err != nil || len(lines(ids)) != 1 || ids == old {
-			return fmt.Errorf("%s: containers %q (killed %s) %v", k.service, ids, old, err)
+		ids, err := e.runningContainers(ctx, k.service)
+		if err != nil || len(ids) != 1 || ids[0].id == old.id {
+			return fmt.Errorf("%s: containers %v (killed %s) %v", k.service, ids, old, err)
 		}
-		replacement = ids
+		replacement = ids[0]
 		return e.routed()
 	})
 	*healed = time.Since(killed)
@@ -165,37 +180,6 @@ func (e *env) killAndHeal(t *testing.T, ctx context.Context, k kill, bound time.
 		}
 	}
 	return e.webRequests(ctx, steadyVotes)
-}
-
-// routed reports whether HAProxy has found, through Docker's DNS, and
-// checked every task of web, result and admin.
-func (e *env) routed() error {
-	up, _, err := haproxyStats()
-	if err != nil {
-		return err
-	}
-	// stream is result's servers again (it tracks them), for the live
-	// streams' own backend.
-	if want := map[string]int{"web": len(e.webServices), "result": 2, "stream": 2, "admin": 2}; !maps.Equal(up, want) {
-		return fmt.Errorf("HAProxy servers up: %v, want %v", up, want)
-	}
-	return nil
-}
-
-// webRequests waits until HAProxy has sent n more requests to the web
-// backend: the load tool's requests are reaching the stack.
-func (e *env) webRequests(ctx context.Context, n int64) error {
-	_, from, err := haproxyStats()
-	if err != nil {
-		return err
-	}
-	return testenv.WaitFor(ctx, steadyBound, func() error {
-		_, now, err := haproxyStats()
-		if err == nil && now < from+n {
-			err = fmt.Errorf("HAProxy sent %d requests to web, want %d", now-from, n)
-		}
-		return err
-	})
 }
 
 // endedTasks returns the IDs of the stack's tasks that have ended.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 
+	"github.com/surge-vote/surge/internal/dind"
 	"github.com/surge-vote/surge/internal/testenv"
 )
 
@@ -32,6 +33,21 @@ func docker(ctx context.Context, env []string, args ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	if err != nil {
+		return strings.TrimSpace(stdout.String()), fmt.Errorf("docker %s: %w\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
+// dockerOn is docker aimed at the engine host (a DOCKER_HOST value; empty:
+// the CLI's default), whatever DOCKER_HOST the test has set.
+func dockerOn(ctx context.Context, host string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Env = dind.Env(os.Environ(), host)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
 		return strings.TrimSpace(stdout.String()), fmt.Errorf("docker %s: %w\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
 	return strings.TrimSpace(stdout.String()), nil
@@ -373,9 +389,10 @@ func (st *stackState) converged() error {
 // exits 0, which is also what a task killed for failing its health check
 // does (Swarm stops it gracefully and keeps no error then), so each comes
 // with its container's last health probes: a check timing out under load
-// shows there.
-func (st *stackState) endedSince(ctx context.Context, since time.Time) []string {
-	var out, ids []string
+// shows there. inspect runs `docker inspect` on the node of a task.
+func (st *stackState) endedSince(ctx context.Context, since time.Time, inspect func(ctx context.Context, nodeID string, args ...string) (string, error)) []string {
+	var out []string
+	ids := map[string][]string{} // by node
 	for _, s := range st.services {
 		for _, t := range st.tasks[s.ID] {
 			switch t.Status.State {
@@ -388,21 +405,15 @@ func (st *stackState) endedSince(ctx context.Context, since time.Time) []string 
 			}
 			out = append(out, fmt.Sprintf("%s.%d %s at %s %s", s.Spec.Name, t.Slot, t.Status.State, t.Status.Timestamp.Format("15:04:05"), t.Status.Err))
 			if t.Status.ContainerStatus != nil && t.Status.ContainerStatus.ContainerID != "" {
-				ids = append(ids, t.Status.ContainerStatus.ContainerID)
+				ids[t.NodeID] = append(ids[t.NodeID], t.Status.ContainerStatus.ContainerID)
 			}
 		}
 	}
-	if len(ids) > 0 {
-		health, _ := docker(ctx, nil, append([]string{"inspect", "-f", `{{.Name}} exit {{.State.ExitCode}}{{with .State.Health}}, health {{.Status}} after {{.FailingStreak}} failed probes:{{range .Log}} [{{.ExitCode}} {{printf "%.120q" .Output}}]{{end}}{{end}}`}, ids...)...)
+	for node, ids := range ids {
+		health, _ := inspect(ctx, node, append([]string{"inspect", "-f", `{{.Name}} exit {{.State.ExitCode}}{{with .State.Health}}, health {{.Status}} after {{.FailingStreak}} failed probes:{{range .Log}} [{{.ExitCode}} {{printf "%.120q" .Output}}]{{end}}{{end}}`}, ids...)...)
 		out = append(out, lines(health)...)
 	}
 	return out
-}
-
-// containers returns the IDs of a service's running containers.
-func containers(t testing.TB, service string) []string {
-	t.Helper()
-	return lines(must(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+service))
 }
 
 // Bounds. Each wait below is bounded by what it waits for, read from the
@@ -570,7 +581,7 @@ func (e *env) settle(t *testing.T, ctx context.Context, what string, bound time.
 		err = testenv.WaitFor(ctx, bound, cond)
 	}
 	if last != nil {
-		if ended := last.endedSince(ctx, start); len(ended) > 0 {
+		if ended := last.endedSince(ctx, start, e.onNodeID); len(ended) > 0 {
 			t.Logf("%s: tasks that ended meanwhile:\n  %s", what, strings.Join(ended, "\n  "))
 		}
 	}

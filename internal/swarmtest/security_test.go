@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,9 +103,13 @@ func (e *env) checkInternals(t *testing.T, want ...publishedPort) {
 			}
 		}
 	}
-	// What the host actually binds ("0.0.0.0:80->8080/tcp"; a port the
+	// What the nodes actually bind ("0.0.0.0:80->8080/tcp"; a port the
 	// image only exposes shows as "8080/tcp").
-	for _, l := range lines(must(t, "ps", "--filter", "label=com.docker.stack.namespace="+stack, "--format", "{{.Label \"com.docker.swarm.service.name\"}}\t{{.Ports}}")) {
+	var all []string
+	for _, n := range e.up() {
+		all = append(all, lines(e.mustOn(t, n, "ps", "--filter", "label=com.docker.stack.namespace="+stack, "--format", "{{.Label \"com.docker.swarm.service.name\"}}\t{{.Ports}}"))...)
+	}
+	for _, l := range all {
 		svc, ports, _ := strings.Cut(l, "\t")
 		var binds []string
 		for _, p := range strings.Split(ports, ", ") {
@@ -132,7 +137,11 @@ func (e *env) checkInternals(t *testing.T, want ...publishedPort) {
 // HTTP is redirected to HTTPS, and that the vote is counted.
 func (e *env) checkTLS(t *testing.T, ctx context.Context, final map[string]int64, step func(string, ...any)) {
 	ts := time.Now()
-	crt, certPEM, err := launcher.SelfSignedCert(t.TempDir())
+	var addrs []netip.Addr // the nodes, where HAProxy serves HTTPS
+	for _, n := range e.cluster.Nodes {
+		addrs = append(addrs, n.Addr)
+	}
+	crt, certPEM, err := launcher.SelfSignedCert(t.TempDir(), addrs...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,11 +149,7 @@ func (e *env) checkTLS(t *testing.T, ctx context.Context, final map[string]int64
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("docker secret create %s: %v\n%s", stackfile.TLSSecret, err, out)
 	}
-	e.secrets = append(e.secrets, stackfile.TLSSecret)
-	httpsPort, err := launcher.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
+	httpsPort := stackfile.TLSPort // each node has its own addresses
 	t.Setenv("HTTPS_PORT", strconv.Itoa(httpsPort))
 	opt := stackfile.Defaults()
 	opt.Shards, opt.TLS = len(e.webServices), true
@@ -157,7 +162,9 @@ func (e *env) checkTLS(t *testing.T, ctx context.Context, final map[string]int64
 	pool.AppendCertsFromPEM(certPEM)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	defer tr.CloseIdleConnections()
-	httpsURL := "https://127.0.0.1:" + strconv.Itoa(httpsPort)
+	// The load enters through another node than before.
+	e.entry = e.cluster.Nodes[len(e.cluster.Nodes)-1]
+	httpsURL := "https://" + e.entry.Addr.String() + ":" + strconv.Itoa(httpsPort)
 	c := &client{base: httpsURL, http: &http.Client{Transport: tr, Timeout: 15 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	// Only HAProxy changes: stop-first, so every service behind it must be
@@ -200,7 +207,7 @@ func (e *env) checkTLS(t *testing.T, ctx context.Context, final map[string]int64
 	final["cats"]++
 
 	// Plain HTTP: a redirect to the same path on the published HTTPS port.
-	resp, err = c.http.Get("http://127.0.0.1:" + strconv.Itoa(e.port) + "/results?x=1")
+	resp, err = c.http.Get(e.baseURL(e.entry) + "/results?x=1")
 	if err != nil {
 		t.Fatalf("tls: plain HTTP: %v", err)
 	}

@@ -17,8 +17,8 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 
+	"github.com/surge-vote/surge/internal/dind"
 	"github.com/surge-vote/surge/internal/drain"
-	"github.com/surge-vote/surge/internal/launcher"
 	"github.com/surge-vote/surge/internal/stackfile"
 	"github.com/surge-vote/surge/internal/testenv"
 )
@@ -30,13 +30,15 @@ const stack = "surge"
 type env struct {
 	image, tag                                   string // ours: SURGE_IMAGE, SURGE_TAG
 	redisImage, postgresImage, haproxyImage      string // the stand-ins
+	nodeImage                                    string // the Swarm nodes' (NODE_IMAGE)
+	engine                                       string // this machine's engine (DOCKER_HOST as the test started)
+	cluster                                      *dind.Cluster
+	entry                                        *dind.Node      // the node whose HAProxy the load enters through
+	down                                         map[string]bool // nodes the test has killed, by name
 	shards, workers                              int
 	root, stackFile                              string
 	port                                         int
 	adminPassword                                string
-	initialisedSwarm, createdGateway             bool
-	labelled                                     []string
-	secrets                                      []string
 	rollImage                                    string
 	remedies                                     []string // moby/swarmkit#2242, see settle
 	deployEnv                                    []string
@@ -48,9 +50,10 @@ func loadEnv(t *testing.T) *env {
 		t.Skip("the Swarm test runs through `make test-stack` (SURGE_SWARM_TEST=1), which builds the images first")
 	}
 	e := &env{image: os.Getenv("SURGE_IMAGE"), tag: os.Getenv("SURGE_TAG"), redisImage: os.Getenv("REDIS_IMAGE"),
-		postgresImage: os.Getenv("POSTGRES_IMAGE"), haproxyImage: os.Getenv("HAPROXY_IMAGE")}
+		postgresImage: os.Getenv("POSTGRES_IMAGE"), haproxyImage: os.Getenv("HAPROXY_IMAGE"),
+		nodeImage: os.Getenv("NODE_IMAGE"), engine: os.Getenv("DOCKER_HOST"), down: map[string]bool{}}
 	for name, v := range map[string]string{"SURGE_IMAGE": e.image, "SURGE_TAG": e.tag, "REDIS_IMAGE": e.redisImage,
-		"POSTGRES_IMAGE": e.postgresImage, "HAPROXY_IMAGE": e.haproxyImage} {
+		"POSTGRES_IMAGE": e.postgresImage, "HAPROXY_IMAGE": e.haproxyImage, "NODE_IMAGE": e.nodeImage} {
 		if v == "" {
 			t.Fatalf("%s is not set: run `make test-stack`", name)
 		}
@@ -62,9 +65,8 @@ func loadEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e.stackFile = filepath.Join(e.root, "docker-stack.yml")
-	if e.port, err = launcher.FreePort(); err != nil {
-		t.Fatal(err)
-	}
+	// Each node has its own addresses: the default port is free on all.
+	e.port = stackfile.ListenPort
 	for k := 1; k <= e.shards; k++ {
 		e.webServices = append(e.webServices, fmt.Sprintf("%s_web-%d", stack, k))
 		e.redisServices = append(e.redisServices, fmt.Sprintf("%s_redis-%d", stack, k))
@@ -86,10 +88,12 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// TestSwarmStack deploys the committed docker-stack.yml on a single-node
-// Swarm of this machine's engine and exercises it through HAProxy's
-// published port: steps 1 to 7 of the deployment issue, then docker kill of
-// a Redis, a frontend and Postgres under load, and TLS from a Swarm secret.
+// TestSwarmStack deploys the committed docker-stack.yml on a Swarm of three
+// Docker-in-Docker nodes (shard 1, shard 2 and Postgres each on its own
+// node, HAProxy on every node) and exercises it through HAProxy's port on
+// the nodes: steps 1 to 7 of the deployment issue, docker kill of a Redis,
+// a frontend and Postgres under load, whole nodes killed under load, a
+// rolling update, a shard added, and TLS from a Swarm secret.
 func TestSwarmStack(t *testing.T) {
 	e := loadEnv(t)
 	start := time.Now()
@@ -107,7 +111,7 @@ func TestSwarmStack(t *testing.T) {
 	// 2. Every service converged and healthy, and HAProxy routing. Postgres
 	// first (it initialises its volume within its start period), then the
 	// services that need it, then HAProxy finds them.
-	c := newClient("http://127.0.0.1:"+strconv.Itoa(e.port), 32)
+	c := newClient(e.baseURL(e.entry), 32)
 	st, err := readStack(ctx)
 	if err != nil {
 		t.Fatalf("2. %v", err)
@@ -131,7 +135,7 @@ func TestSwarmStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	step("2. all %d services converged, every task healthy, HAProxy routing (bound %s)", len(e.expectedServices), bound)
-	logRestarts(t)
+	e.logRestarts(t)
 	// Redis and Postgres are out of reach: nothing published, internal
 	// networks only.
 	e.checkInternals(t, hostPort(e.port, stackfile.ListenPort))
@@ -212,7 +216,7 @@ func TestSwarmStack(t *testing.T) {
 	if err := e.settle(t, ctx, "5. scaling the workers", workerBound, nil); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(containers(t, stack+"_worker")); n != 3 {
+	if n := len(e.containers(t, stack+"_worker")); n != 3 {
 		t.Fatalf("5. %d worker containers, want 3", n)
 	}
 	step("5. scaled %s_worker to 3 (%s)", stack, time.Since(t5).Round(time.Millisecond))
@@ -227,13 +231,13 @@ func TestSwarmStack(t *testing.T) {
 			t.Errorf("5. %v", err)
 			return
 		}
-		ids := containers(t, stack+"_worker")
+		ids := e.containers(t, stack+"_worker")
 		victim := ids[len(ids)/2]
-		name, _ := docker(ctx, nil, "inspect", "-f", "{{.Name}}", victim)
-		if _, err := docker(ctx, nil, "kill", victim); err != nil {
+		name, _ := e.on(ctx, victim.node, "inspect", "-f", "{{.Name}}", victim.id)
+		if _, err := e.on(ctx, victim.node, "kill", victim.id); err != nil {
 			t.Error(err)
 		}
-		killed <- strings.TrimPrefix(name, "/")
+		killed <- victim.node.Name + "/" + strings.TrimPrefix(name, "/")
 	}()
 	runLoad(ctx, c, expect, loadOptions{Voters: voters5, Concurrency: 8, Every: 20 * time.Millisecond, ChangeShare: 0.3, MaxDuration: load5})
 	victim, ok := <-killed
@@ -261,15 +265,32 @@ func TestSwarmStack(t *testing.T) {
 	// their data, and the verifier finds nothing lost or doubled.
 	e.killUnderLoad(t, ctx, c, final, step)
 
+	// Whole nodes killed under load: shard 2's (back on its disk, then
+	// replaced without it) and Postgres's.
+	e.nodeLoss(t, ctx, step)
+
 	// 6. A new image tag rolled over every web service under a steady load:
 	// not one failed request.
+	// Built on this machine, loaded into every node: the same image ID
+	// everywhere.
 	e.rollImage = e.image + ":swarmtest-roll"
 	build := exec.Command("docker", "build", "--pull=false", "-q", "-t", e.rollImage, "-")
+	build.Env = dind.Env(os.Environ(), e.engine)
 	build.Stdin = strings.NewReader(fmt.Sprintf("FROM %s:%s\nLABEL surge.swarmtest.roll=%q\n", e.image, e.tag, randomHex(4)))
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("6. build %s: %v\n%s", e.rollImage, err, out)
 	}
-	oldID, newID := must(t, "image", "inspect", "-f", "{{.Id}}", e.image+":"+e.tag), must(t, "image", "inspect", "-f", "{{.Id}}", e.rollImage)
+	if err := e.cluster.Load(ctx, e.rollImage); err != nil {
+		t.Fatalf("6. %v", err)
+	}
+	oldID, err := dockerOn(ctx, e.engine, "image", "inspect", "-f", "{{.Id}}", e.image+":"+e.tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newID, err := dockerOn(ctx, e.engine, "image", "inspect", "-f", "{{.Id}}", e.rollImage)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if oldID == newID {
 		t.Fatal("6. the roll image is the same image")
 	}
@@ -326,7 +347,11 @@ func TestSwarmStack(t *testing.T) {
 				t.Fatalf("6. %s: task %s has no container", svc, task)
 			}
 			id := task.Status.ContainerStatus.ContainerID
-			if img := must(t, "inspect", "-f", "{{.Image}}", id); img != newID {
+			img, err := e.onNodeID(ctx, task.NodeID, "inspect", "-f", "{{.Image}}", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if img != newID {
 				t.Errorf("6. %s container %s runs %s, want the roll image %s", svc, id[:12], img, newID)
 			}
 		}
@@ -354,38 +379,14 @@ func TestSwarmStack(t *testing.T) {
 	step("done in %s; tearing down", time.Since(start).Round(time.Second))
 }
 
-// setUp initialises a single-node Swarm if the engine is in none, labels the
-// node for every shard and for Postgres, and creates the secrets.
+// setUp starts the nodes and forms the Swarm (see startNodes), labels the
+// nodes as the README tells users to, and creates the secrets.
 func (e *env) setUp(t *testing.T) {
-	state := must(t, "info", "--format", "{{.Swarm.LocalNodeState}}")
-	switch state {
-	case "inactive":
-		// swarm init creates the docker_gwbridge network; leaving keeps it.
-		_, err := docker(context.Background(), nil, "network", "inspect", "docker_gwbridge")
-		e.createdGateway = err != nil
-		must(t, "swarm", "init", "--advertise-addr", "127.0.0.1")
-		e.initialisedSwarm = true
-	case "active":
-		if must(t, "info", "--format", "{{.Swarm.ControlAvailable}}") != "true" {
-			t.Fatal("this engine is a Swarm worker; the test needs a manager or no Swarm")
-		}
-		if svcs, _ := docker(context.Background(), nil, "service", "ls", "-q", "--filter", "label=com.docker.stack.namespace="+stack); svcs != "" {
-			t.Fatalf("a stack %q is already deployed on this Swarm; not touching it", stack)
-		}
-		t.Logf("reusing this engine's Swarm (it will not be left)")
-	default:
-		t.Fatalf("swarm state %q", state)
+	e.startNodes(t)
+	for _, label := range []string{stackfile.ShardNodeLabel(1), stackfile.ShardNodeLabel(2), stackfile.PostgresLabel} {
+		n := e.labelNode(t, label)
+		t.Logf("label %s on %s", label, n.Name)
 	}
-	node := must(t, "info", "--format", "{{.Swarm.NodeID}}")
-	args := []string{"node", "update"}
-	for k := 1; k <= e.shards; k++ {
-		e.labelled = append(e.labelled, stackfile.ShardNodeLabel(k))
-		args = append(args, "--label-add", stackfile.ShardNodeLabel(k)+"=true")
-	}
-	e.labelled = append(e.labelled, stackfile.PostgresLabel)
-	args = append(args, "--label-add", stackfile.PostgresLabel+"=true", node)
-	must(t, args...)
-
 	e.adminPassword = randomHex(16)
 	for name, value := range map[string]string{
 		stackfile.PostgresPasswordSecret: randomHex(24),
@@ -397,7 +398,6 @@ func (e *env) setUp(t *testing.T) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("docker secret create %s: %v\n%s", name, err, out)
 		}
-		e.secrets = append(e.secrets, name)
 	}
 	// docker stack deploy reads the variables from its environment.
 	for _, kv := range e.deployEnv {
@@ -406,18 +406,25 @@ func (e *env) setUp(t *testing.T) {
 	}
 }
 
-// tearDown removes everything setUp and the deploy created, whatever
-// happened; on failure it first prints what the services said.
+// tearDown removes the stack, and checks that every container of it on
+// every node stops within its stop grace period; on failure it first
+// prints what the services said. The nodes go after it (startNodes), with
+// everything on them.
 func (e *env) tearDown(t *testing.T, step func(string, ...any)) {
 	ctx := context.Background()
 	if t.Failed() {
-		out, _ := docker(ctx, nil, "service", "ls")
+		out, _ := docker(ctx, nil, "node", "ls")
+		t.Logf("nodes:\n%s", out)
+		out, _ = docker(ctx, nil, "service", "ls")
 		t.Logf("services:\n%s", out)
 		for _, svc := range e.expectedServices {
-			ps, _ := docker(ctx, nil, "service", "ps", "--no-trunc", "--format", "{{.Name}} {{.Image}} {{.DesiredState}} {{.CurrentState}} {{.Error}}", svc)
+			ps, _ := docker(ctx, nil, "service", "ps", "--no-trunc", "--format", "{{.Name}} {{.Node}} {{.Image}} {{.DesiredState}} {{.CurrentState}} {{.Error}}", svc)
 			logs, _ := docker(ctx, nil, "service", "logs", "--raw", "--tail", "15", svc)
 			t.Logf("--- %s\n%s\n%s", svc, ps, logs)
 		}
+	}
+	if e.rollImage != "" {
+		dockerOn(ctx, e.engine, "image", "rm", e.rollImage)
 	}
 	t0 := time.Now()
 	// Every container stops within its stop grace period.
@@ -432,53 +439,17 @@ func (e *env) tearDown(t *testing.T, step func(string, ...any)) {
 		t.Error(err)
 	}
 	if err := testenv.WaitFor(ctx, bound, func() error {
-		out, err := docker(ctx, nil, "ps", "-aq", "--filter", "label=com.docker.stack.namespace="+stack)
-		if err != nil || out != "" {
-			return fmt.Errorf("containers left: %q %v", out, err)
-		}
-		out, err = docker(ctx, nil, "network", "ls", "-q", "--filter", "label=com.docker.stack.namespace="+stack)
-		if err != nil || out != "" {
-			return fmt.Errorf("networks left: %q %v", out, err)
+		for _, n := range e.up() {
+			out, err := e.on(ctx, n, "ps", "-aq", "--filter", "label=com.docker.stack.namespace="+stack)
+			if err != nil || out != "" {
+				return fmt.Errorf("containers left on %s: %q %v", n.Name, out, err)
+			}
 		}
 		return nil
 	}); err != nil {
 		t.Error(err)
 	}
-	vols, _ := docker(ctx, nil, "volume", "ls", "-q", "--filter", "label=com.docker.stack.namespace="+stack)
-	for _, v := range lines(vols) {
-		if _, err := docker(ctx, nil, "volume", "rm", v); err != nil {
-			t.Error(err)
-		}
-	}
-	for _, s := range e.secrets {
-		if _, err := docker(ctx, nil, "secret", "rm", s); err != nil {
-			t.Error(err)
-		}
-	}
-	if e.rollImage != "" {
-		docker(ctx, nil, "image", "rm", e.rollImage)
-	}
-	if e.initialisedSwarm {
-		if _, err := docker(ctx, nil, "swarm", "leave", "--force"); err != nil {
-			t.Error(err)
-		}
-		if e.createdGateway {
-			if _, err := docker(ctx, nil, "network", "rm", "docker_gwbridge"); err != nil {
-				t.Error(err)
-			}
-		}
-	} else if len(e.labelled) > 0 {
-		args := []string{"node", "update"}
-		for _, l := range e.labelled {
-			args = append(args, "--label-rm", l)
-		}
-		node, _ := docker(ctx, nil, "info", "--format", "{{.Swarm.NodeID}}")
-		if _, err := docker(ctx, nil, append(args, node)...); err != nil {
-			t.Error(err)
-		}
-	}
-	step("7. torn down in %s: stack, volumes, secrets%s", time.Since(t0).Round(time.Millisecond),
-		map[bool]string{true: ", swarm left", false: ", node labels removed"}[e.initialisedSwarm])
+	step("7. stack removed in %s; removing the nodes", time.Since(t0).Round(time.Millisecond))
 }
 
 // Bounds of the waits that are not on Swarm (see docker_test.go for those).
@@ -561,12 +532,12 @@ func (e *env) waitCounts(t *testing.T, ctx context.Context, c *client, want map[
 func (e *env) checkQueues(t *testing.T) {
 	t.Helper()
 	for _, svc := range e.redisServices {
-		ids := containers(t, svc)
+		ids := e.containers(t, svc)
 		if len(ids) != 1 {
 			t.Fatalf("%s: %d containers", svc, len(ids))
 		}
 		err := testenv.WaitFor(context.Background(), e.drainBound(t), func() error {
-			pending, err := docker(context.Background(), nil, "exec", ids[0], "redis-cli", "XPENDING", "surge:entries", "workers")
+			pending, err := e.on(context.Background(), ids[0].node, "exec", ids[0].id, "redis-cli", "XPENDING", "surge:entries", "workers")
 			if err != nil {
 				return err
 			}
@@ -578,7 +549,7 @@ func (e *env) checkQueues(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dead := must(t, "exec", ids[0], "redis-cli", "XLEN", "surge:dead")
+		dead := e.mustOn(t, ids[0].node, "exec", ids[0].id, "redis-cli", "XLEN", "surge:dead")
 		if dead != "0" {
 			t.Fatalf("%s: %s entries in surge:dead", svc, dead)
 		}
@@ -590,8 +561,8 @@ func (e *env) checkNodes(t *testing.T, nodes map[string]int, total int64) {
 	t.Helper()
 	var want []string
 	for _, svc := range e.webServices {
-		for _, id := range containers(t, svc) {
-			want = append(want, must(t, "inspect", "-f", "{{.Config.Hostname}}", id))
+		for _, c := range e.containers(t, svc) {
+			want = append(want, e.mustOn(t, c.node, "inspect", "-f", "{{.Config.Hostname}}", c.id))
 		}
 	}
 	sort.Strings(want)
@@ -613,43 +584,17 @@ func (e *env) checkNodes(t *testing.T, nodes map[string]int, total int64) {
 
 // logRestarts logs the stack's tasks that exited before it converged, with
 // their last words.
-func logRestarts(t *testing.T) {
-	out, _ := docker(context.Background(), nil, "stack", "ps", stack, "--filter", "desired-state=shutdown",
+func (e *env) logRestarts(t *testing.T) {
+	ctx := context.Background()
+	out, _ := docker(ctx, nil, "stack", "ps", stack, "--filter", "desired-state=shutdown",
 		"--format", "{{.ID}} {{.Name}} {{.CurrentState}} {{.Error}}")
 	for _, l := range lines(out) {
 		id, rest, _ := strings.Cut(l, " ")
-		cid, _ := docker(context.Background(), nil, "inspect", "--type", "task", "-f", "{{.Status.ContainerStatus.ContainerID}}", id)
-		logs, _ := docker(context.Background(), nil, "logs", "--tail", "5", cid)
+		where, _ := docker(ctx, nil, "inspect", "--type", "task", "-f", "{{.NodeID}} {{.Status.ContainerStatus.ContainerID}}", id)
+		node, cid, _ := strings.Cut(where, " ")
+		logs, _ := e.onNodeID(ctx, node, "logs", "--tail", "5", cid)
 		t.Logf("restarted before converging: %s\n%s", rest, logs)
 	}
-}
-
-// haproxyStats reads HAProxy's statistics (port 8404 inside its container;
-// not published): per backend, the servers it has up, and how many
-// sessions its web backend has had (one per request: http-server-close).
-func haproxyStats() (up map[string]int, webSessions int64, err error) {
-	out, err := docker(context.Background(), nil, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+stack+"_haproxy")
-	if err != nil || len(lines(out)) != 1 {
-		return nil, 0, fmt.Errorf("haproxy container: %q %v", out, err)
-	}
-	csv, err := docker(context.Background(), nil, "exec", out, "bash", "-c",
-		`exec 3<>/dev/tcp/127.0.0.1/8404 && printf 'GET /stats;csv HTTP/1.0\r\n\r\n' >&3 && cat <&3`)
-	if err != nil {
-		return nil, 0, err
-	}
-	const stot, status = 7, 17 // columns of HAProxy's CSV statistics
-	up = map[string]int{}
-	for _, l := range lines(csv) {
-		f := strings.Split(l, ",")
-		switch {
-		case len(f) <= status:
-		case f[0] == "web" && f[1] == "BACKEND":
-			webSessions, _ = strconv.ParseInt(f[stot], 10, 64)
-		case f[1] != "FRONTEND" && f[1] != "BACKEND" && f[status] == "UP":
-			up[f[0]]++
-		}
-	}
-	return up, webSessions, nil
 }
 
 // addShard deploys the stack again with one shard more, under load.
@@ -660,9 +605,7 @@ func (e *env) addShard(t *testing.T, ctx context.Context, c *client, expect *tal
 	opt := stackfile.Defaults()
 	opt.Shards = k
 	file := writeStack(t, opt, "docker-stack.yml")
-	node := must(t, "info", "--format", "{{.Swarm.NodeID}}")
-	must(t, "node", "update", "--label-add", stackfile.ShardNodeLabel(k)+"=true", node)
-	e.labelled = append(e.labelled, stackfile.ShardNodeLabel(k))
+	node := e.labelNode(t, stackfile.ShardNodeLabel(k))
 
 	before, failedBefore := expect.ok.Load(), expect.failed.Load()
 	st, err := readStack(ctx)
@@ -713,8 +656,8 @@ func (e *env) addShard(t *testing.T, ctx context.Context, c *client, expect *tal
 		t.Fatalf("add a shard: the workers do not read redis-%d:\n%s", k, shards)
 	}
 	newWeb := fmt.Sprintf("%s_web-%d-1", stack, k)
-	step("+. added shard %d to the running stack in %s (bound %s) under load: %d votes acknowledged, 0 failed; HAProxy sees %d frontends",
-		k, time.Since(ts).Round(time.Millisecond), bound, expect.ok.Load()-before, k)
+	step("+. added shard %d (on %s) to the running stack in %s (bound %s) under load: %d votes acknowledged, 0 failed; every HAProxy sees %d frontends",
+		k, node.Name, time.Since(ts).Round(time.Millisecond), bound, expect.ok.Load()-before, k)
 
 	// The new frontend takes its share of votes, and they are counted.
 	probe := newTally()

@@ -3,10 +3,11 @@
 #  1. the Vagrant cluster's offline checks (ruby -c, vagrant validate, its
 #     structure), with ruby and vagrant installed from Debian's packages when
 #     missing;
-#  2. docker-stack.yml deployed on a real single-node Swarm of this machine's
-#     Docker engine (internal/swarmtest), after the surge image and the
-#     stand-ins for redis, postgres and haproxy are built. Without a reachable
-#     engine it prints a SKIP line for this part and succeeds.
+#  2. docker-stack.yml deployed on a real Swarm of three Docker-in-Docker
+#     nodes run by this machine's Docker engine (internal/swarmtest, on
+#     internal/dind), after the surge image, the stand-ins for redis,
+#     postgres and haproxy, and the node image are built. Without a
+#     reachable engine it prints a SKIP line for this part and succeeds.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 GO=${GO:-go}
@@ -56,8 +57,10 @@ echo "test-stack: stand-in images ready in $((SECONDS - t))s"
 # shellcheck disable=SC2046
 export $(echo "$vars" | xargs)
 
+# The nodes alone first (formed, killed, restarted, replaced), then the
+# stack on them; one package at a time.
 t=$SECONDS
 SURGE_SWARM_TEST=1 SURGE_IMAGE=surge SURGE_TAG=$tag \
-  $GO test -count=1 -v -timeout 40m -run 'TestSwarmStack' ./internal/swarmtest/
+  $GO test -count=1 -p 1 -v -timeout 45m -run 'TestClusterKillRestartReplace|TestSwarmStack' ./internal/dind/ ./internal/swarmtest/
 echo "test-stack: Swarm test in $((SECONDS - t))s"
 echo "test-stack: passed in $((SECONDS - start))s"

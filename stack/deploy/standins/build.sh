@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Builds the stand-ins for the official redis, postgres and haproxy images
-# from Debian's packages, for an engine that can pull nothing:
+# from Debian's packages, for an engine that can pull nothing, and the Swarm
+# node image of the multi-node Swarm test (./node: Debian's docker.io):
 #
 #   1. ./base.sh: debootstrap a minimal bookworm root filesystem with
 #      redis-server, postgresql-15 and haproxy (Debian's mirror is the only
 #      network used), and `docker import` it as surge-standin/base:<its hash>,
 #      unless that image exists;
-#   2. build one small image per role on top of it (./<role>/Dockerfile: an
+#   2. build one image per role on top of it (./<role>/Dockerfile: an
 #      entrypoint that behaves like the official image's where the stack
-#      relies on it), the three at once.
+#      relies on it; the node installs docker.io from Debian's mirror), the
+#      four at once.
 #
 # <hash> is a content hash of this directory and the package list, so a second
 # run reuses the images (a few hundred milliseconds), and any change to the
@@ -18,12 +20,13 @@
 #
 # Prints, on stdout, the variables that make docker-stack.yml use them:
 #   REDIS_IMAGE=surge-standin/redis:<hash> POSTGRES_IMAGE=… HAPROXY_IMAGE=…
+# and NODE_IMAGE=surge-standin/node:<hash>.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 suite=${DEBIAN_SUITE:-bookworm}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 packages=redis-server,postgresql-15,haproxy
-roles=(redis postgres haproxy)
+roles=(redis postgres haproxy node)
 log() { echo "standins: $*" >&2; }
 
 hash=$({
@@ -49,8 +52,8 @@ fi
 
 base=$("$here/base.sh" "$suite" "$mirror" "$packages")
 
-# The three builds share the base and wait mostly on the engine's disk: in
-# parallel they take about as long as one.
+# The builds share the base and wait mostly on the engine's disk and the
+# mirror: in parallel they take about as long as the longest (the node).
 pids=()
 for role in "${roles[@]}"; do
   log "building surge-standin/$role:$hash"
