@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -49,10 +51,32 @@ func (db *DB) listenOnce(ctx context.Context, channels []string, onNotify func(s
 	}
 	listening()
 	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
+		// A connection whose server vanished (a Postgres container replaced
+		// on another address) sends nothing and hears no RST: without a
+		// probe it would wait for TCP keepalive, minutes of missed
+		// notifications. So a quiet connection is pinged every
+		// listenProbe, and one that does not answer is replaced.
+		wctx, cancel := context.WithTimeout(ctx, listenProbe)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			onNotify(n.Channel, n.Payload)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded):
+			pctx, cancel := context.WithTimeout(ctx, listenProbe)
+			err := conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("listen connection silent and not answering: %w", err)
+			}
+		default:
 			return err
 		}
-		onNotify(n.Channel, n.Payload)
 	}
 }
+
+// listenProbe is how long the listen connection may stay quiet before it is
+// pinged, and how long the ping may take.
+const listenProbe = 5 * time.Second

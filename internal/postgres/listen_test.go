@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	neturl "net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/surge-vote/surge/internal/postgres"
 	"github.com/surge-vote/surge/internal/testenv"
 )
 
@@ -61,5 +65,107 @@ func TestListenReconnectsAfterLoss(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second): // failsafe against a hang, not a timing assertion
 		t.Fatal("Listen did not return after its context was cancelled")
+	}
+}
+
+// A listen connection whose server goes silent (gone without a word, as a
+// Postgres container replaced on another address leaves it: no FIN, no
+// RST) is noticed by its probe and replaced, instead of waiting minutes for
+// TCP keepalive while notifications are missed.
+func TestListenNoticesASilentServer(t *testing.T) {
+	u, err := neturl.Parse(testenv.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startSilencer(t, u.Host)
+	u.Host = p.addr
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db, err := postgres.Open(ctx, postgres.Config{URL: u.String(), MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	states := make(chan bool, 16)
+	go db.Listen(ctx, slog.New(slog.DiscardHandler), []string{"test_silent"}, func(_, _ string) {},
+		func(listening bool) { states <- listening })
+	want := func(listening bool, bound time.Duration) {
+		t.Helper()
+		select {
+		case got := <-states:
+			if got != listening {
+				t.Fatalf("listening = %v, want %v", got, listening)
+			}
+		case <-time.After(bound): // the bound of a wait, not a timing assertion
+			t.Fatalf("listening never became %v within %s", listening, bound)
+		}
+	}
+	want(true, 10*time.Second)
+	p.silence() // the connections open now go quiet; new ones pass
+	// Bound: one quiet probe period, then a ping that gets no answer
+	// (listenProbe each, 5 s), on a loaded machine.
+	want(false, 30*time.Second)
+	want(true, 10*time.Second)
+}
+
+// silencer relays TCP connections to an upstream address until silence,
+// after which the connections it holds drop every byte and stay open, as
+// if their peer had vanished; connections made later are relayed.
+type silencer struct {
+	addr   string
+	mu     sync.Mutex
+	frozen []*atomic.Bool
+}
+
+func startSilencer(t *testing.T, upstream string) *silencer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	s := &silencer{addr: ln.Addr().String()}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			t.Cleanup(func() { c.Close(); up.Close() })
+			quiet := &atomic.Bool{}
+			s.mu.Lock()
+			s.frozen = append(s.frozen, quiet)
+			s.mu.Unlock()
+			relay := func(dst, src net.Conn) {
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := src.Read(buf)
+					if err != nil {
+						return
+					}
+					if !quiet.Load() {
+						if _, err := dst.Write(buf[:n]); err != nil {
+							return
+						}
+					}
+				}
+			}
+			go relay(up, c)
+			go relay(c, up)
+		}
+	}()
+	return s
+}
+
+func (s *silencer) silence() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, q := range s.frozen {
+		q.Store(true)
 	}
 }
