@@ -9,13 +9,16 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
+	"golang.org/x/sys/unix"
 
 	"github.com/surge-vote/surge/internal/surge"
 )
@@ -54,6 +57,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.MaxConns > 0 {
 		pc.MaxConns = cfg.MaxConns
 	}
+	pc.ConnConfig.DialFunc = deadPeerDialer().DialContext
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres pool: %w", err)
@@ -247,4 +251,31 @@ func (db *DB) Watermarks(ctx context.Context) (map[string]int64, error) {
 		return nil, fmt.Errorf("commit sequences: %w", err)
 	}
 	return seqs, nil
+}
+
+// deadPeerDialer dials connections that notice a vanished server within
+// seconds: a Postgres container replaced on another address answers
+// nothing, neither FIN nor RST, and pgx's default (keepalive after 5 min)
+// left every pooled connection hanging each query until its timeout.
+// Keepalive probes an idle connection after 5 s of quiet, and
+// TCP_USER_TIMEOUT drops one whose data or probes go unacknowledged for
+// 10 s.
+func deadPeerDialer() *net.Dialer {
+	return &net.Dialer{
+		Timeout:         10 * time.Second,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second, Interval: 5 * time.Second, Count: 3},
+		Control: func(network, address string, c syscall.RawConn) error {
+			if !strings.HasPrefix(network, "tcp") {
+				return nil // a Unix socket has no peer to lose
+			}
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, 10000)
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		},
+	}
 }
