@@ -16,6 +16,10 @@ import (
 // orchestrator to notice a stuck worker.
 const DefaultUnhealthyAfter = 15 * time.Second
 
+// errUnreadable is a shard whose Redis has not answered for longer than
+// UnhealthyAfter.
+var errUnreadable = errors.New("unreadable")
+
 // read records the outcome of a Redis read.
 func (s *Shard) read(err error) {
 	now := time.Now()
@@ -54,7 +58,7 @@ func (s *Shard) Check(ctx context.Context, now time.Time) error {
 	after := s.opt.UnhealthyAfter
 	if !failing.IsZero() {
 		if d := now.Sub(failing); d > after {
-			return fmt.Errorf("shard %s: unreadable for %s", s.opt.Shard, d.Round(time.Second))
+			return fmt.Errorf("shard %s: %w for %s", s.opt.Shard, errUnreadable, d.Round(time.Second))
 		}
 		return nil // a passing failure; the loop is retrying
 	}
@@ -78,16 +82,38 @@ func (s *Shard) Check(ctx context.Context, now time.Time) error {
 // does not use up the others' time. Every problem found is reported: the
 // answer names them ("postgres", "shard 2", numbered as configured), the
 // log gets the detail.
+//
+// A shard that is only unreadable (its node is down) while another shard
+// drains is degraded, not down: a restart cannot bring the shard back, and
+// it would stop the draining of the others again and again for as long as
+// the node stays down. Every worker retries the shard and drains it once it
+// answers. With every shard unreadable the worker can do nothing: down.
 func healthOf(ping func(context.Context) error, shards []*Shard) func(context.Context) error {
 	return func(ctx context.Context) error {
 		now := time.Now()
-		problems := make([]error, len(shards)+1)
+		checks := make([]error, len(shards))
+		var pgErr error
 		var wg sync.WaitGroup
-		wg.Go(func() { problems[0] = httpx.Down("postgres", ping(ctx)) })
+		wg.Go(func() { pgErr = ping(ctx) })
 		for i, s := range shards {
-			wg.Go(func() { problems[i+1] = httpx.Down(fmt.Sprintf("shard %d", i+1), s.Check(ctx, now)) })
+			wg.Go(func() { checks[i] = s.Check(ctx, now) })
 		}
 		wg.Wait()
+		unreadable := 0
+		for _, err := range checks {
+			if errors.Is(err, errUnreadable) {
+				unreadable++
+			}
+		}
+		problems := []error{httpx.Down("postgres", pgErr)}
+		for i, err := range checks {
+			name := fmt.Sprintf("shard %d", i+1)
+			if errors.Is(err, errUnreadable) && unreadable < len(shards) {
+				problems = append(problems, httpx.Degraded(name, err))
+			} else {
+				problems = append(problems, httpx.Down(name, err))
+			}
+		}
 		return errors.Join(problems...)
 	}
 }

@@ -157,3 +157,48 @@ func TestHealthReportsEveryProblem(t *testing.T) {
 		t.Errorf("health = %q blames shard b:2, which has nothing waiting", msg)
 	}
 }
+
+// A shard that cannot be read while another drains is degraded: the worker
+// stays healthy (a restart would only stop the other's draining) and names
+// it. With every shard unreadable the worker can do nothing: down.
+func TestHealthUnreadableShard(t *testing.T) {
+	shard := func(name string, unreadable bool) *Shard {
+		h := newHarness(nil)
+		h.opt.Shard, h.opt.UnhealthyAfter = name, time.Minute
+		s := NewShard(h.q, h.store, h.opt)
+		s.read(nil) // as a first successful read does
+		if unreadable {
+			s.read(errors.New("dial tcp 10.0.0.9:6379: i/o timeout"))
+			s.mu.Lock()
+			s.failingSince = s.failingSince.Add(-2 * time.Minute)
+			s.mu.Unlock()
+		}
+		return s
+	}
+	pgUp := func(context.Context) error { return nil }
+	tests := []struct {
+		name              string
+		unreadable        []bool
+		failing, degraded string
+	}{
+		{"all readable", []bool{false, false}, "", ""},
+		{"one of two unreadable", []bool{false, true}, "", "shard 2"},
+		{"every shard unreadable", []bool{true, true}, "shard 1, shard 2", ""},
+		{"the only shard unreadable", []bool{true}, "shard 1", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var shards []*Shard
+			for i, u := range tt.unreadable {
+				shards = append(shards, shard(string(rune('a'+i))+":1", u))
+			}
+			failing, degraded := httpx.Problems(healthOf(pgUp, shards)(context.Background()))
+			if got := strings.Join(failing, ", "); got != tt.failing {
+				t.Errorf("failing = %q, want %q", got, tt.failing)
+			}
+			if got := strings.Join(degraded, ", "); got != tt.degraded {
+				t.Errorf("degraded = %q, want %q", got, tt.degraded)
+			}
+		})
+	}
+}

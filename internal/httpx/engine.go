@@ -67,9 +67,18 @@ func NewEngine(o EngineOptions) (*gin.Engine, error) {
 			defer cancel()
 			if err := o.Health(ctx); err != nil {
 				// The detail (addresses, driver messages) is for the log.
-				failing := Failing(err)
-				o.Log.Warn("health check failed", "failing", failing, "err", err)
-				c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "node": o.Node, "failing": failing})
+				failing, degraded := Problems(err)
+				if len(failing) == 0 && len(degraded) > 0 {
+					o.Log.Warn("health degraded", "degraded", strings.Join(degraded, ", "), "err", err)
+					c.JSON(http.StatusOK, gin.H{"status": "degraded", "node": o.Node, "degraded": strings.Join(degraded, ", ")})
+					return
+				}
+				body := gin.H{"status": "unavailable", "node": o.Node, "failing": Failing(err)}
+				if len(degraded) > 0 {
+					body["degraded"] = strings.Join(degraded, ", ")
+				}
+				o.Log.Warn("health check failed", "failing", body["failing"], "err", err)
+				c.JSON(http.StatusServiceUnavailable, body)
 				return
 			}
 		}
@@ -102,6 +111,10 @@ func SecurityHeaders(h http.Header) {
 type Unhealthy struct {
 	Dependency string // "redis", "postgres": what /healthz names
 	Err        error  // the detail: logged, never answered
+	// Degraded is a problem the service works around: /healthz still
+	// answers 200 and names it, so an orchestrator does not restart a
+	// service that a restart cannot help and that is still doing its job.
+	Degraded bool
 }
 
 func (e *Unhealthy) Error() string { return e.Dependency + ": " + e.Err.Error() }
@@ -115,30 +128,47 @@ func Down(dependency string, err error) error {
 	return &Unhealthy{Dependency: dependency, Err: err}
 }
 
-// Failing names every dependency a health error says is down
-// (errors.Join keeps several), in the order found, or "unknown".
-func Failing(err error) string {
-	var names []string
+// Degraded marks err as a dependency's failure that the service works
+// around; nil stays nil.
+func Degraded(dependency string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Unhealthy{Dependency: dependency, Err: err, Degraded: true}
+}
+
+// Problems names the dependencies a health error says are down and those
+// it says are degraded (errors.Join keeps several), each in the order found.
+func Problems(err error) (failing, degraded []string) {
 	var walk func(error)
 	walk = func(err error) {
 		var u *Unhealthy
 		switch e := err.(type) {
 		case nil:
-		case *Unhealthy:
-			names = append(names, e.Dependency)
 		case interface{ Unwrap() []error }:
 			for _, inner := range e.Unwrap() {
 				walk(inner)
 			}
 		default:
-			if errors.As(err, &u) {
-				names = append(names, u.Dependency)
+			switch {
+			case !errors.As(err, &u):
+			case u.Degraded:
+				degraded = append(degraded, u.Dependency)
+			default:
+				failing = append(failing, u.Dependency)
 			}
 		}
 	}
 	walk(err)
-	if len(names) == 0 {
+	return failing, degraded
+}
+
+// Failing names every dependency a health error says is down, or
+// "unknown" where it names none.
+func Failing(err error) string {
+	failing, _ := Problems(err)
+	if len(failing) == 0 {
 		return "unknown"
 	}
-	return strings.Join(names, ", ")
+	return strings.Join(failing, ", ")
 }

@@ -160,15 +160,22 @@ func TestEngineSecurityHeadersAndNoListing(t *testing.T) {
 // (addresses, the driver's message) goes to the log.
 func TestHealthNamesTheDependencyOnly(t *testing.T) {
 	detail := "dial tcp 10.0.3.7:6379: connect: connection refused"
+	down, degraded := Down("postgres", errors.New(detail)), Degraded("shard 2", errors.New(detail))
 	tests := []struct {
-		name    string
-		err     error
-		failing string
+		name     string
+		err      error
+		code     int
+		status   string
+		failing  string // "" where the answer must not carry it
+		degraded string
 	}{
-		{"named", Down("redis", errors.New(detail)), "redis"},
-		{"named and wrapped", errors.Join(errors.New("x"), Down("postgres", errors.New(detail))), "postgres"},
-		{"several", errors.Join(Down("postgres", errors.New(detail)), nil, Down("shard 2", errors.New(detail))), "postgres, shard 2"},
-		{"unnamed", errors.New(detail), "unknown"},
+		{"named", Down("redis", errors.New(detail)), 503, "unavailable", "redis", ""},
+		{"named and wrapped", errors.Join(errors.New("x"), down), 503, "unavailable", "postgres", ""},
+		{"several", errors.Join(down, nil, Down("shard 2", errors.New(detail))), 503, "unavailable", "postgres, shard 2", ""},
+		{"unnamed", errors.New(detail), 503, "unavailable", "unknown", ""},
+		// A degraded dependency alone keeps the service healthy, named.
+		{"degraded only", errors.Join(nil, degraded), 200, "degraded", "", "shard 2"},
+		{"down and degraded", errors.Join(down, degraded), 503, "unavailable", "postgres", "shard 2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,8 +185,8 @@ func TestHealthNamesTheDependencyOnly(t *testing.T) {
 			r.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/healthz", nil))
 			var body map[string]string
 			json.Unmarshal(w.Body.Bytes(), &body)
-			if w.Code != http.StatusServiceUnavailable || body["status"] != "unavailable" || body["failing"] != tt.failing {
-				t.Fatalf("%d %s, want 503 failing %q", w.Code, w.Body, tt.failing)
+			if w.Code != tt.code || body["status"] != tt.status || body["failing"] != tt.failing || body["degraded"] != tt.degraded {
+				t.Fatalf("%d %s, want %d %s failing %q degraded %q", w.Code, w.Body, tt.code, tt.status, tt.failing, tt.degraded)
 			}
 			if strings.Contains(w.Body.String(), "10.0.3.7") || strings.Contains(w.Body.String(), "refused") {
 				t.Fatalf("health answer leaks the detail: %s", w.Body)
@@ -189,7 +196,7 @@ func TestHealthNamesTheDependencyOnly(t *testing.T) {
 			}
 		})
 	}
-	if Down("redis", nil) != nil {
-		t.Fatal("Down(nil) is not nil")
+	if Down("redis", nil) != nil || Degraded("redis", nil) != nil {
+		t.Fatal("Down(nil) or Degraded(nil) is not nil")
 	}
 }
