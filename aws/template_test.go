@@ -1,7 +1,10 @@
 // Package aws holds surge's CloudFormation template (surge.yaml) and its
 // offline structure test: parameters, security-group rules, references, the
-// two auto-scaling groups, the user data (parsed by bash, no secret in it) and
-// the outputs.
+// auto-scaling groups, the user data (parsed by bash, no secret in it), the
+// outputs, and the stateful slots: each shard's and Postgres's node pinned to
+// the subnet of an EBS volume that outlives it, and the label that follows
+// the volume (the slot scripts run here against stand-ins for blkid, mkfs and
+// docker).
 package aws
 
 import (
@@ -117,7 +120,8 @@ func TestParameters(t *testing.T) {
 		"ManagerCount": "Number", "WorkerCount": "Number", "InstanceType": "String",
 		"ImageId": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>", "KeyName": "String", "SSHCidr": "String",
 		"VpcCidr": "String", "CertificateArn": "String", "SurgeImage": "String", "SurgeTag": "String",
-		"RepoUrl": "String", "RepoRef": "String",
+		"RepoUrl": "String", "RepoRef": "String", "ShardVolumeSize": "Number", "PostgresVolumeSize": "Number",
+		"Shard1Snapshot": "String", "Shard2Snapshot": "String", "PostgresSnapshot": "String",
 	}
 	var got []string
 	for name, p := range tp.Parameters {
@@ -345,13 +349,16 @@ func TestGroupsBalancerOutputs(t *testing.T) {
 		if tp.Resources[ref].(map[string]any)["Type"] != "AWS::EC2::LaunchTemplate" {
 			t.Errorf("%s: launch template %s", name, ref)
 		}
-		count := fmt.Sprint(p["DesiredCapacity"].(map[string]any)["Ref"])
-		sizes[count] = name
+		if count, ok := p["DesiredCapacity"].(map[string]any); ok {
+			sizes[fmt.Sprint(count["Ref"])] = name
+		} else if n := fmt.Sprint(p["DesiredCapacity"], p["MinSize"], p["MaxSize"]); n != "111" {
+			t.Errorf("%s: desired, min and max %s: a fixed group is a slot of one node", name, n)
+		}
 		if tgs, _ := p["TargetGroupARNs"].([]any); len(tgs) != 1 {
 			t.Errorf("%s: target groups %v: HAProxy runs on every node", name, tgs)
 		}
 	}
-	if len(asgs) != 2 || sizes["ManagerCount"] == "" || sizes["WorkerCount"] == "" {
+	if len(sizes) != 2 || sizes["ManagerCount"] == "" || sizes["WorkerCount"] == "" {
 		t.Errorf("auto-scaling groups %v: want one sized by ManagerCount and one by WorkerCount", sizes)
 	}
 	lbs := tp.resourcesOf("AWS::ElasticLoadBalancingV2::LoadBalancer")
@@ -390,59 +397,95 @@ func TestGroupsBalancerOutputs(t *testing.T) {
 func TestUserData(t *testing.T) {
 	tp := load(t)
 	lts := tp.resourcesOf("AWS::EC2::LaunchTemplate")
-	if len(lts) != 2 {
-		t.Fatalf("launch templates %v", lts)
+	if want, _ := stackSlots(t); len(lts) != 2+len(want) {
+		t.Fatalf("launch templates %v: want a manager's, a worker's and one a slot", lts)
 	}
 	for name, p := range lts {
 		data := p["LaunchTemplateData"].(map[string]any)
 		if data["MetadataOptions"].(map[string]any)["HttpTokens"] != "required" {
 			t.Errorf("%s: IMDSv2 not required", name)
 		}
-		subArg := data["UserData"].(map[string]any)["Fn::Base64"].(map[string]any)["Fn::Sub"]
-		if list, ok := subArg.([]any); ok && len(list) == 2 {
-			subArg = list[0] // the variables map is checked by TestReferencesResolve
+		if sgs := fmt.Sprint(data["SecurityGroupIds"]); sgs != fmt.Sprint([]any{map[string]any{"Ref": "NodeSecurityGroup"}}) {
+			t.Errorf("%s: security groups %s, want only NodeSecurityGroup", name, sgs)
 		}
-		sub, ok := subArg.(string)
-		if !ok {
-			t.Fatalf("%s: user data is not Base64(Sub(text)) or Base64(Sub([text, variables]))", name)
-		}
+		sub, _ := userData(t, name, data)
 		for _, bad := range []string{"SWMTKN", "tcp://", "2375", "2376", "docker secret create surge_postgres_password surge"} {
 			if strings.Contains(sub, bad) {
 				t.Errorf("%s: user data contains %q", name, bad)
 			}
 		}
-		manager := strings.Contains(name, "Manager")
 		wants := []string{"aws ssm get-parameter --with-decryption", "docker swarm join --token \"$(get "}
-		if manager {
+		switch {
+		case strings.Contains(name, "Manager"):
 			wants = append(wants, "docker swarm init", "put worker-token", "--type SecureString", "docker stack deploy",
-				"SURGE_COOKIE_SECURE=${CookieSecure}")
+				"SURGE_COOKIE_SECURE=${CookieSecure}", "systemctl enable --now surge-label-slots.timer")
+		case name != "WorkerLaunchTemplate":
+			wants = append(wants, "aws ec2 attach-volume --volume-id \"$VOL\"", "format_if_blank \"$dev\"")
 		}
 		for _, w := range wants {
 			if !strings.Contains(sub, w) {
 				t.Errorf("%s: user data lacks %q", name, w)
 			}
 		}
-		// What CloudFormation hands the instance: ${X} substituted, ${!X} → ${X}.
-		script := subVar.ReplaceAllString(sub, "PLACEHOLDER")
-		script = strings.ReplaceAll(script, "${!", "${")
+		script := rendered(sub)
 		path := filepath.Join(t.TempDir(), name+".sh")
 		os.WriteFile(path, []byte(script), 0o644)
 		if out, err := exec.Command("bash", "-n", path).CombinedOutput(); err != nil {
 			t.Errorf("%s: bash -n: %v\n%s", name, err, out)
 		}
 	}
-	// Workers may read their token, and nothing else; managers may write.
-	for name, p := range tp.resourcesOf("AWS::IAM::Role") {
-		for _, pol := range p["Policies"].([]any) {
-			for _, st := range pol.(map[string]any)["PolicyDocument"].(map[string]any)["Statement"].([]any) {
-				actions := fmt.Sprint(st.(map[string]any)["Action"])
-				if strings.Contains(actions, "*") {
-					t.Errorf("%s: wildcard action %s", name, actions)
-				}
-				if name == "WorkerRole" && strings.Contains(actions, "PutParameter") {
-					t.Errorf("WorkerRole may write parameters: %s", actions)
-				}
-			}
+	// Workers and slots may read their token, and nothing else; managers may write.
+	for name, st := range statements(tp) {
+		actions := fmt.Sprint(st["Action"])
+		if strings.Contains(actions, "*") {
+			t.Errorf("%s: wildcard action %s", name, actions)
+		}
+		if !strings.HasPrefix(name, "ManagerRole") && strings.Contains(actions, "PutParameter") {
+			t.Errorf("%s may write parameters: %s", name, actions)
 		}
 	}
+}
+
+// statements lists every IAM statement of the template's roles and managed
+// policies, by "Resource.PolicyName[i]".
+func statements(tp template) map[string]map[string]any {
+	out := map[string]map[string]any{}
+	add := func(where string, doc any) {
+		for i, st := range doc.(map[string]any)["Statement"].([]any) {
+			out[fmt.Sprintf("%s[%d]", where, i)] = st.(map[string]any)
+		}
+	}
+	for name, p := range tp.resourcesOf("AWS::IAM::Role") {
+		pols, _ := p["Policies"].([]any)
+		for _, pol := range pols {
+			pol := pol.(map[string]any)
+			add(name+"."+fmt.Sprint(pol["PolicyName"]), pol["PolicyDocument"])
+		}
+	}
+	for name, p := range tp.resourcesOf("AWS::IAM::ManagedPolicy") {
+		add(name, p["PolicyDocument"])
+	}
+	return out
+}
+
+// userData returns a launch template's user data, the text given to Fn::Sub,
+// and its variables (nil when there are none).
+func userData(t *testing.T, name string, data map[string]any) (string, map[string]any) {
+	t.Helper()
+	subArg := data["UserData"].(map[string]any)["Fn::Base64"].(map[string]any)["Fn::Sub"]
+	var vars map[string]any
+	if list, ok := subArg.([]any); ok && len(list) == 2 {
+		subArg, vars = list[0], list[1].(map[string]any) // the variables are checked by TestReferencesResolve
+	}
+	sub, ok := subArg.(string)
+	if !ok {
+		t.Fatalf("%s: user data is not Base64(Sub(text)) or Base64(Sub([text, variables]))", name)
+	}
+	return sub, vars
+}
+
+// rendered is what CloudFormation hands the instance: ${X} substituted (here
+// by a placeholder), ${!X} → ${X}.
+func rendered(sub string) string {
+	return strings.ReplaceAll(subVar.ReplaceAllString(sub, "PLACEHOLDER"), "${!", "${")
 }
