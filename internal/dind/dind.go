@@ -241,8 +241,8 @@ func (c *Cluster) Load(ctx context.Context, images ...string) error {
 
 // LoadInto copies images from the machine's engine into n.
 func (c *Cluster) LoadInto(ctx context.Context, n *Node, images ...string) error {
-	save := c.cmd(ctx, c.opt.Engine, append([]string{"save"}, images...)...)
-	load := c.cmd(ctx, n.Host, "load", "-q")
+	save := command(ctx, c.opt.Engine, append([]string{"save"}, images...)...)
+	load := command(ctx, n.Host, "load", "-q")
 	var saveErr, loadErr bytes.Buffer
 	save.Stderr, load.Stderr = &saveErr, &loadErr
 	pipe, err := save.StdoutPipe()
@@ -344,18 +344,21 @@ func (c *Cluster) Close(ctx context.Context) error {
 // Docker runs the docker CLI against n's daemon and returns its trimmed
 // stdout; stderr is in the error.
 func (c *Cluster) Docker(ctx context.Context, n *Node, stdin io.Reader, args ...string) (string, error) {
-	return c.docker(ctx, n.Host, stdin, args...)
+	return Run(ctx, n.Host, stdin, args...)
 }
 
 // engine runs the docker CLI against the machine's engine.
 func (c *Cluster) engine(ctx context.Context, stdin io.Reader, args ...string) (string, error) {
-	return c.docker(ctx, c.opt.Engine, stdin, args...)
+	return Run(ctx, c.opt.Engine, stdin, args...)
 }
 
-func (c *Cluster) docker(ctx context.Context, host string, stdin io.Reader, args ...string) (string, error) {
+// Run runs the docker CLI against host (a DOCKER_HOST value; empty: the
+// CLI's default engine), whatever DOCKER_HOST this process has, for at most
+// 5 minutes, and returns its trimmed stdout; stderr is in the error.
+func Run(ctx context.Context, host string, stdin io.Reader, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	cmd := c.cmd(ctx, host, args...)
+	cmd := command(ctx, host, args...)
 	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -366,8 +369,8 @@ func (c *Cluster) docker(ctx context.Context, host string, stdin io.Reader, args
 	return strings.TrimSpace(stdout.String()), nil
 }
 
-// cmd is the docker CLI aimed at host (empty: the CLI's default engine).
-func (c *Cluster) cmd(ctx context.Context, host string, args ...string) *exec.Cmd {
+// command is the docker CLI aimed at host (empty: the CLI's default engine).
+func command(ctx context.Context, host string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "docker", args...)
 	cmd.Env = Env(os.Environ(), host)
 	return cmd

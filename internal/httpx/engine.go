@@ -73,7 +73,7 @@ func NewEngine(o EngineOptions) (*gin.Engine, error) {
 					c.JSON(http.StatusOK, gin.H{"status": "degraded", "node": o.Node, "degraded": strings.Join(degraded, ", ")})
 					return
 				}
-				body := gin.H{"status": "unavailable", "node": o.Node, "failing": Failing(err)}
+				body := gin.H{"status": "unavailable", "node": o.Node, "failing": namesOrUnknown(failing)}
 				if len(degraded) > 0 {
 					body["degraded"] = strings.Join(degraded, ", ")
 				}
@@ -167,8 +167,12 @@ func Problems(err error) (failing, degraded []string) {
 // "unknown" where it names none.
 func Failing(err error) string {
 	failing, _ := Problems(err)
-	if len(failing) == 0 {
+	return namesOrUnknown(failing)
+}
+
+func namesOrUnknown(names []string) string {
+	if len(names) == 0 {
 		return "unknown"
 	}
-	return strings.Join(failing, ", ")
+	return strings.Join(names, ", ")
 }

@@ -18,7 +18,6 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 
-	"github.com/surge-vote/surge/internal/dind"
 	"github.com/surge-vote/surge/internal/testenv"
 )
 
@@ -33,21 +32,6 @@ func docker(ctx context.Context, env []string, args ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	if err != nil {
-		return strings.TrimSpace(stdout.String()), fmt.Errorf("docker %s: %w\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
-	}
-	return strings.TrimSpace(stdout.String()), nil
-}
-
-// dockerOn is docker aimed at the engine host (a DOCKER_HOST value; empty:
-// the CLI's default), whatever DOCKER_HOST the test has set.
-func dockerOn(ctx context.Context, host string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.Env = dind.Env(os.Environ(), host)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
 		return strings.TrimSpace(stdout.String()), fmt.Errorf("docker %s: %w\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
 	return strings.TrimSpace(stdout.String()), nil

@@ -283,11 +283,11 @@ func TestSwarmStack(t *testing.T) {
 	if err := e.cluster.Load(ctx, e.rollImage); err != nil {
 		t.Fatalf("6. %v", err)
 	}
-	oldID, err := dockerOn(ctx, e.engine, "image", "inspect", "-f", "{{.Id}}", e.image+":"+e.tag)
+	oldID, err := dind.Run(ctx, e.engine, nil, "image", "inspect", "-f", "{{.Id}}", e.image+":"+e.tag)
 	if err != nil {
 		t.Fatal(err)
 	}
-	newID, err := dockerOn(ctx, e.engine, "image", "inspect", "-f", "{{.Id}}", e.rollImage)
+	newID, err := dind.Run(ctx, e.engine, nil, "image", "inspect", "-f", "{{.Id}}", e.rollImage)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +424,7 @@ func (e *env) tearDown(t *testing.T, step func(string, ...any)) {
 		}
 	}
 	if e.rollImage != "" {
-		dockerOn(ctx, e.engine, "image", "rm", e.rollImage)
+		dind.Run(ctx, e.engine, nil, "image", "rm", e.rollImage)
 	}
 	t0 := time.Now()
 	// Every container stops within its stop grace period.
