@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -91,23 +93,81 @@ func TestShutdownFinishesInFlightVotes(t *testing.T) {
 }
 
 func TestRunRejectsBadConfig(t *testing.T) {
+	const password = "admin-password-123"
 	tests := []struct {
 		name string
 		env  map[string]string
+		args []string
+		want string // in the error; anything if empty
 	}{
-		{"no cookie key", map[string]string{}},
-		{"short cookie key", map[string]string{"SURGE_COOKIE_KEYS": "short"}},
-		{"invalid poll", map[string]string{"SURGE_COOKIE_KEYS": "test-key-0123456789abcdef", "SURGE_POLLS": `[{"id":"x","options":["only-one"]}]`}},
+		{"no cookie key", map[string]string{}, nil, ""},
+		{"short cookie key", map[string]string{"SURGE_COOKIE_KEYS": "short"}, nil, ""},
+		{"invalid poll", map[string]string{"SURGE_COOKIE_KEYS": "test-key-0123456789abcdef", "SURGE_POLLS": `[{"id":"x","options":["only-one"]}]`}, nil, ""},
+		{"capture without cookie key, mode named", map[string]string{"SURGE_MODE": "capture"}, nil, "cookie_keys"},
+		{"unknown mode", map[string]string{"SURGE_MODE": "shop", "SURGE_COOKIE_KEYS": "test-key-0123456789abcdef"}, nil, `mode "shop" is neither "capture"`},
+		{"unknown mode as a flag", map[string]string{}, []string{"--mode", "results"}, `mode "results" is neither`},
+		{"admin without password", map[string]string{"SURGE_MODE": "admin", "SURGE_POSTGRES_URL": "postgres://nowhere/x"}, nil, "admin_password"},
+		{"admin with a short password", map[string]string{"SURGE_MODE": "admin", "SURGE_ADMIN_PASSWORD": "short", "SURGE_POSTGRES_URL": "postgres://nowhere/x"}, nil, "admin_password"},
+		{"admin with a missing password file", map[string]string{"SURGE_MODE": "admin", "SURGE_ADMIN_PASSWORD_FILE": "/nonexistent/admin.password"}, nil, "SURGE_ADMIN_PASSWORD_FILE"},
+		{"admin without postgres", map[string]string{"SURGE_ADMIN_PASSWORD": password}, []string{"--mode", "admin"}, "postgres.url"},
+		{"admin refuses capture's flags", map[string]string{"SURGE_ADMIN_PASSWORD": password}, []string{"--mode", "admin", "--redis.addr", "127.0.0.1:1"}, "redis.addr"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := run(context.Background(), nil, func(k string) string { return tt.env[k] }, io.Discard, io.Discard)
+			err := run(context.Background(), tt.args, func(k string) string { return tt.env[k] }, io.Discard, io.Discard)
 			if err == nil {
 				t.Fatal("run accepted the configuration")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("run: %v; want an error saying %q", err, tt.want)
 			}
 		})
 	}
 }
+
+// In admin mode the binary serves the admin service with the password from
+// SURGE_ADMIN_PASSWORD_FILE, as the stack starts it, and no public routes.
+func TestRunAdminMode(t *testing.T) {
+	const password = "admin-password-123"
+	file := filepath.Join(t.TempDir(), "admin.password")
+	if err := os.WriteFile(file, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port, _ := launcher.FreePort()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	env := map[string]string{"SURGE_MODE": "admin", "SURGE_LISTEN": addr, "SURGE_POSTGRES_URL": testenv.PostgresURL(t),
+		"SURGE_ADMIN_PASSWORD_FILE": file, "SURGE_NODE": "admin-1"}
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &testenv.LogBuffer{}
+	runErr := make(chan error, 1)
+	go func() { runErr <- run(ctx, nil, func(k string) string { return env[k] }, io.Discard, logs) }()
+	testenv.Eventually(t, 20*time.Second, func() error { return get(addr, "/healthz", nil) })
+	for _, tt := range []struct {
+		path, password string
+		status         int
+	}{{"/admin/api/items", password, 200}, {"/admin/api/items", "wrong-password", 401}, {"/vote", password, 404}} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+tt.path, nil)
+		req.SetBasicAuth("admin", tt.password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.status {
+			t.Errorf("GET %s: %d, want %d", tt.path, resp.StatusCode, tt.status)
+		}
+	}
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Fatalf("run returned %v\n%s", err, logs)
+	}
+	if !strings.Contains(logs.String(), `"mode":"admin"`) {
+		t.Errorf("the logs do not name the mode:\n%s", logs)
+	}
+}
+
+// TestMain stops the Postgres server the admin test uses.
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 // get reads path from the server at addr and fails unless it answers 200;
 // body, if not nil, receives what it sent.

@@ -1,6 +1,7 @@
-// Package capture is the web frontend: it takes votes over HTTP and appends
-// them to its own shard's Redis stream, answering 202 only once the entry is
-// durable there.
+// Package capture is the public web frontend: it takes votes and orders over
+// HTTP and appends them to its own shard's Redis stream, answering 202 only
+// once the entry is durable there, and serves the vote pages, the shop and
+// the catalogue. The admin service is package admin.
 package capture
 
 import (
@@ -28,23 +29,12 @@ import (
 	"github.com/surge-vote/surge/internal/voter"
 )
 
-// Modes of the web binary.
-const (
-	ModeCapture = "capture" // the public frontend: votes, orders, catalogue
-	ModeAdmin   = "admin"   // the admin service behind /admin
-)
-
-// Config is the web service's configuration.
+// Config is the public frontend's configuration.
 type Config struct {
-	Mode          string          `mapstructure:"mode"`
-	Postgres      postgres.Config `mapstructure:"postgres"` // catalogue and polls (capture), writes (admin)
-	AdminUser     string          `mapstructure:"admin_user"`
-	AdminPassword string          `mapstructure:"admin_password"` // secret
-	OrderKeyTTL   time.Duration   `mapstructure:"order_key_ttl"`  // how long a repeated order_id is recognised on a shard
-	VoterRate     float64         `mapstructure:"voter_rate"`     // votes per second per voter; 0: no limit
-	VoterBurst    int             `mapstructure:"voter_burst"`
-	AdminMaxFails int             `mapstructure:"admin_max_failures"` // failed logins per client per window before a lockout
-	AdminLockout  time.Duration   `mapstructure:"admin_lockout"`
+	Postgres    postgres.Config `mapstructure:"postgres"`      // the catalogue and polls, read through a cache; optional
+	OrderKeyTTL time.Duration   `mapstructure:"order_key_ttl"` // how long a repeated order_id is recognised on a shard
+	VoterRate   float64         `mapstructure:"voter_rate"`    // votes per second per voter; 0: no limit
+	VoterBurst  int             `mapstructure:"voter_burst"`
 	// TrustedProxies may set X-Forwarded-For and X-Forwarded-Proto: HAProxy's
 	// addresses, no more (a client there could write them too).
 	TrustedProxies []string      `mapstructure:"trusted_proxies"`
@@ -72,9 +62,7 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Mode:           ModeCapture,
 		Postgres:       postgres.Config{MaxConns: 4},
-		AdminUser:      "admin",
 		OrderKeyTTL:    24 * time.Hour,
 		VoterRate:      5,
 		VoterBurst:     20,
@@ -82,11 +70,7 @@ func DefaultConfig() Config {
 		NewVotersBurst: 120,
 		OrdersPerIP:    60,
 		OrdersBurst:    120,
-		AdminMaxFails:  5,
-		AdminLockout:   time.Minute,
-		// HAProxy on this machine (make run) or on the stack's overlay
-		// network; web itself is published nowhere.
-		TrustedProxies: []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"},
+		TrustedProxies: httpx.PrivateProxies(),
 		Listen:         "127.0.0.1:8081",
 		Redis:          redis.Config{Addr: "127.0.0.1:6379", Stream: redis.DefaultStream},
 		RequireDurable: true,
@@ -100,35 +84,62 @@ func DefaultConfig() Config {
 	}
 }
 
-// Server is the capture frontend, or the admin service in admin mode.
+// Queue is this shard's stream: an entry is durable there once an append
+// returns (redis.Producer, with the shard's client for health).
+type Queue interface {
+	Append(ctx context.Context, fields []any) (string, error)
+	// AppendOnce appends unless key is taken on the shard: then it fails
+	// with redis.ErrDuplicate if key holds value, redis.ErrConflict if not.
+	AppendOnce(ctx context.Context, key, value string, ttl time.Duration, fields []any) (string, error)
+	Ping(ctx context.Context) error
+}
+
+// Catalogue is what the frontend reads of the polls and items
+// (catalog.Cache, kept in step with Postgres).
+type Catalogue interface {
+	Poll(ctx context.Context, id string) (surge.Poll, bool)
+	HasItem(ctx context.Context, id int64) (bool, error)
+	ItemsJSON(ctx context.Context) ([]byte, error)
+	Ready() bool // the stored polls have been loaded once
+}
+
+// Orders tells which order a worker applied under an id (Postgres).
+type Orders interface {
+	OrderState(ctx context.Context, id string) (surge.OrderState, error)
+}
+
+// Server is the public frontend.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	db       *postgres.DB   // nil without postgres.url
-	catalog  *catalog.Cache // nil without postgres.url
-	static   map[string]surge.Poll
-	stop     context.CancelFunc
-	bg       sync.WaitGroup
-	signer   *voter.Signer
-	client   *goredis.Client
-	producer *redis.Producer
-	now      func() time.Time
-	reg      *prometheus.Registry
-	votes    *prometheus.CounterVec
-	orders   prometheus.Counter
-	engine   *gin.Engine
-	handler  http.Handler  // engine, wrapped where needed
-	voters   *keyedLimiter // votes per known voter
-	newbies  *keyedLimiter // new voters per client address
-	buyers   *keyedLimiter // orders per client address
-	lockout  *lockout
-	proxies  httpx.Proxies // cfg.TrustedProxies, parsed
+	cfg     Config
+	log     *slog.Logger
+	queue   Queue
+	catalog Catalogue // nil without postgres.url
+	applied Orders    // nil without postgres.url
+	static  map[string]surge.Poll
+	closers []func() // what New opened, closed in this order
+	signer  *voter.Signer
+	now     func() time.Time
+	reg     *prometheus.Registry
+	votes   *prometheus.CounterVec
+	orders  prometheus.Counter
+	handler http.Handler
+	voters  *keyedLimiter // votes per known voter
+	newbies *keyedLimiter // new voters per client address
+	buyers  *keyedLimiter // orders per client address
+	proxies httpx.Proxies // cfg.TrustedProxies, parsed
 }
 
 // Options are a Server's collaborators that are not configuration.
 type Options struct {
 	Logger *slog.Logger
 	Now    func() time.Time // the frontend's clock; tests skew it
+	// Queue, if set, is used instead of the Redis at cfg.Redis; Catalogue
+	// and Orders, if Catalogue is set, instead of the Postgres at
+	// cfg.Postgres (Orders may be nil). Tests give fakes; the Server does
+	// not close them.
+	Queue     Queue
+	Catalogue Catalogue
+	Orders    Orders
 }
 
 // New connects to the shard's Redis and builds the routes. It fails if the
@@ -139,12 +150,6 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
-	}
-	if cfg.Mode == ModeAdmin {
-		return newAdmin(ctx, cfg, opt)
-	}
-	if cfg.Mode != ModeCapture {
-		return nil, fmt.Errorf("web: mode %q is neither %q nor %q", cfg.Mode, ModeCapture, ModeAdmin)
 	}
 	if len(cfg.CookieKeys) == 0 {
 		return nil, errors.New("web: no cookie_keys configured (SURGE_COOKIE_KEYS or SURGE_COOKIE_KEYS_FILE)")
@@ -167,6 +172,65 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	if _, ok := polls[surge.DefaultPollID]; !ok && len(cfg.Polls) > 0 {
 		polls[surge.DefaultPollID] = cfg.Polls[0] // the first poll is the default
 	}
+	proxies, err := httpx.ParseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	s := &Server{cfg: cfg, log: opt.Logger, static: polls, signer: signer, now: opt.Now, proxies: proxies,
+		queue: opt.Queue, catalog: opt.Catalogue, applied: opt.Orders,
+		reg: telemetry.NewRegistry(), voters: newKeyedLimiter(cfg.VoterRate, cfg.VoterBurst, opt.Now),
+		newbies: newKeyedLimiter(float64(cfg.NewVotersPerIP)/60, cfg.NewVotersBurst, opt.Now),
+		buyers:  newKeyedLimiter(float64(cfg.OrdersPerIP)/60, cfg.OrdersBurst, opt.Now)}
+	s.votes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "surge_votes_captured_total", Help: "Votes acknowledged with 202, by poll.",
+	}, []string{"poll"})
+	batch := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "surge_capture_pipeline_size", Help: "Entries per XADD pipeline.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 9),
+	})
+	s.orders = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "surge_orders_captured_total", Help: "Orders acknowledged with 202 (repeats excluded).",
+	})
+	s.reg.MustRegister(s.votes, s.orders, batch)
+	for _, p := range cfg.Polls { // at zero from the start, so a rate works from the first vote
+		s.votes.WithLabelValues(p.ID)
+	}
+	if s.queue == nil {
+		if err := s.openQueue(ctx, cfg, batch); err != nil {
+			return nil, err
+		}
+	}
+	if s.catalog == nil {
+		if err := s.openCatalog(cfg); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	engine, err := s.routes()
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	// Another site must not make its visitors vote or order here (a hidden
+	// form): cross-origin posts are refused (Sec-Fetch-Site / Origin).
+	s.handler = httpx.CrossOriginProtection(engine)
+	return s, nil
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// redisQueue is the shard's Redis as a Queue.
+type redisQueue struct {
+	*redis.Producer
+	client *goredis.Client
+}
+
+func (q redisQueue) Ping(ctx context.Context) error { return q.client.Ping(ctx).Err() }
+
+// openQueue connects to the shard's Redis, refusing one that answers and
+// is not durable if cfg.RequireDurable.
+func (s *Server) openQueue(ctx context.Context, cfg Config, batch prometheus.Histogram) error {
 	client := redis.NewClient(cfg.Redis, cfg.Collectors*2+8)
 	if cfg.RequireDurable {
 		// A Redis that is down now is fine (health says so); one that is up
@@ -183,55 +247,16 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		cancel()
 		if err != nil {
 			client.Close()
-			return nil, fmt.Errorf("web: %w", err)
+			return fmt.Errorf("web: %w", err)
 		}
 	}
-	s := &Server{cfg: cfg, log: opt.Logger, static: polls, signer: signer, client: client, now: opt.Now,
-		reg: telemetry.NewRegistry(), voters: newKeyedLimiter(cfg.VoterRate, cfg.VoterBurst, opt.Now),
-		newbies: newKeyedLimiter(float64(cfg.NewVotersPerIP)/60, cfg.NewVotersBurst, opt.Now),
-		buyers:  newKeyedLimiter(float64(cfg.OrdersPerIP)/60, cfg.OrdersBurst, opt.Now)}
-	if err := s.openCatalog(cfg); err != nil {
-		client.Close()
-		return nil, err
-	}
-	s.votes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "surge_votes_captured_total", Help: "Votes acknowledged with 202, by poll.",
-	}, []string{"poll"})
-	batch := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "surge_capture_pipeline_size", Help: "Entries per XADD pipeline.",
-		Buckets: prometheus.ExponentialBuckets(1, 2, 9),
-	})
-	s.orders = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "surge_orders_captured_total", Help: "Orders acknowledged with 202 (repeats excluded).",
-	})
-	s.reg.MustRegister(s.votes, s.orders, batch)
-	for _, p := range cfg.Polls { // at zero from the start, so a rate works from the first vote
-		s.votes.WithLabelValues(p.ID)
-	}
-	s.producer = redis.NewProducer(client, cfg.Redis.Stream, redis.ProducerOptions{
+	producer := redis.NewProducer(client, cfg.Redis.Stream, redis.ProducerOptions{
 		Collectors: cfg.Collectors, MaxBatch: cfg.MaxBatch, Window: cfg.CollectWindow, Timeout: cfg.AppendTimeout,
 		Observe: func(n int) { batch.Observe(float64(n)) },
 	})
-	if s.proxies, err = httpx.ParseProxies(cfg.TrustedProxies); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("web: %w", err)
-	}
-	if s.engine, err = s.routes(); err != nil {
-		s.Close()
-		return nil, err
-	}
-	// Another site must not make its visitors vote or order here (a hidden
-	// form): cross-origin posts are refused (Sec-Fetch-Site / Origin).
-	s.handler = httpx.CrossOriginProtection(s.engine)
-	return s, nil
-}
-
-// Handler returns the HTTP handler.
-func (s *Server) Handler() http.Handler {
-	if s.handler != nil {
-		return s.handler
-	}
-	return s.engine
+	s.queue = redisQueue{Producer: producer, client: client}
+	s.closers = append(s.closers, producer.Close, func() { client.Close() })
+	return nil
 }
 
 // openCatalog connects the catalogue and poll cache to Postgres, if one is
@@ -245,12 +270,17 @@ func (s *Server) openCatalog(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("web: %w", err)
 	}
-	s.db = db
-	s.catalog = catalog.New(db, cfg.Polls, s.log)
-	s.reg.MustRegister(s.catalog.Loads)
+	cache := catalog.New(db, cfg.Polls, s.log)
+	s.reg.MustRegister(cache.Loads)
 	ctx, cancel := context.WithCancel(context.Background())
-	s.stop = cancel
-	s.bg.Go(func() { s.catalog.Run(ctx, db) })
+	var bg sync.WaitGroup
+	bg.Go(func() { cache.Run(ctx, db) })
+	s.catalog, s.applied = cache, db
+	s.closers = append(s.closers, func() {
+		cancel()
+		bg.Wait()
+		db.Close()
+	})
 	return nil
 }
 
@@ -263,21 +293,12 @@ func (s *Server) poll(ctx context.Context, id string) (surge.Poll, bool) {
 	return p, ok
 }
 
-// Close stops the producer, the cache and the clients. Call it after the
-// HTTP server has shut down, so every in-flight request is answered first.
+// Close stops the producer, the cache and the clients New opened. Call it
+// after the HTTP server has shut down, so every in-flight request is
+// answered first.
 func (s *Server) Close() {
-	if s.producer != nil {
-		s.producer.Close()
-	}
-	if s.client != nil {
-		s.client.Close()
-	}
-	if s.stop != nil {
-		s.stop()
-	}
-	s.bg.Wait()
-	if s.db != nil {
-		s.db.Close()
+	for _, c := range s.closers {
+		c()
 	}
 }
 
@@ -383,7 +404,7 @@ func (s *Server) postVote(c *gin.Context) {
 	fields := surge.EncodeVote(vote)
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.AppendTimeout)
 	defer cancel()
-	if _, err := s.producer.Append(ctx, fields); err != nil {
+	if _, err := s.queue.Append(ctx, fields); err != nil {
 		s.log.Warn("queue append failed", "err", err)
 		httpx.Error(c, s.log, surge.Unavailable("queue", err))
 		return
@@ -399,7 +420,7 @@ func (s *Server) postVote(c *gin.Context) {
 		Name: choiceCookie(poll.ID), Value: vote.Choice, Path: "/",
 		MaxAge: 400 * 24 * 3600, HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode,
 	})
-	if req.form && wantsHTML(c.Request) {
+	if req.form && httpx.WantsHTML(c.Request) {
 		c.Status(http.StatusAccepted)
 		s.renderVotePage(c, poll, vote.Choice, vote.Choice)
 		return
@@ -445,5 +466,5 @@ func (s *Server) health(ctx context.Context) error {
 	if s.catalog != nil && !s.catalog.Ready() {
 		return httpx.Down("polls", errors.New("stored polls not loaded yet"))
 	}
-	return httpx.Down("redis", s.client.Ping(ctx).Err())
+	return httpx.Down("redis", s.queue.Ping(ctx))
 }

@@ -37,11 +37,7 @@ func newServer(t *testing.T, r *launcher.Redis, mutate ...func(*capture.Config))
 func startServer(tb testing.TB, cfg capture.Config, opt capture.Options) *capture.Server {
 	tb.Helper()
 	s, err := capture.New(context.Background(), cfg, opt)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(s.Close)
-	return s
+	return testenv.Started(tb, s, err)
 }
 
 // serve runs s over HTTP until the test ends (closed before s).

@@ -18,6 +18,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/surge-vote/surge/internal/capture"
+	"github.com/surge-vote/surge/internal/httpx/httpxtest"
 	"github.com/surge-vote/surge/internal/launcher"
 	"github.com/surge-vote/surge/internal/postgres"
 	"github.com/surge-vote/surge/internal/surge"
@@ -33,17 +34,17 @@ func TestHostileCrossSitePostsAreRefused(t *testing.T) {
 	rc := testenv.RedisClient(t, r)
 	ts := newServer(t, r)
 	crossSite := []string{"Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"}
-	runHostile(t, ts.URL, false, []hostileCase{
-		{name: "hidden form vote", path: "/vote", contentType: hostileForm, body: "choice=cats", header: crossSite, status: 403},
-		{name: "hidden form vote in another poll", path: "/vote", contentType: hostileForm, body: "poll=cats-vs-dogs&choice=dogs", header: crossSite, status: 403},
-		{name: "text/plain form carrying a JSON vote", path: "/vote", contentType: "text/plain", body: `{"choice":"cats"}`, header: crossSite, status: 403},
-		{name: "hidden form order", path: "/orders", contentType: hostileForm, body: "item=1&quantity=1", header: crossSite, status: 403},
-		{name: "vote from a sibling subdomain", path: "/vote", contentType: hostileForm, body: "choice=cats",
-			header: []string{"Sec-Fetch-Site", "same-site", "Origin", "https://evil.surge.example"}, status: 403},
-		{name: "vote from an old browser (Origin only)", path: "/vote", contentType: hostileForm, body: "choice=cats",
-			header: []string{"Origin", "https://evil.example"}, status: 403},
-		{name: "JSON order from an old browser (Origin only)", path: "/orders", contentType: hostileJSON, body: `{"item":1,"quantity":1}`,
-			header: []string{"Origin", "https://evil.example"}, status: 403},
+	httpxtest.Run(t, ts.URL, nil, []httpxtest.Hostile{
+		{Name: "hidden form vote", Path: "/vote", ContentType: httpxtest.Form, Body: "choice=cats", Header: crossSite, Status: 403},
+		{Name: "hidden form vote in another poll", Path: "/vote", ContentType: httpxtest.Form, Body: "poll=cats-vs-dogs&choice=dogs", Header: crossSite, Status: 403},
+		{Name: "text/plain form carrying a JSON vote", Path: "/vote", ContentType: "text/plain", Body: `{"choice":"cats"}`, Header: crossSite, Status: 403},
+		{Name: "hidden form order", Path: "/orders", ContentType: httpxtest.Form, Body: "item=1&quantity=1", Header: crossSite, Status: 403},
+		{Name: "vote from a sibling subdomain", Path: "/vote", ContentType: httpxtest.Form, Body: "choice=cats",
+			Header: []string{"Sec-Fetch-Site", "same-site", "Origin", "https://evil.surge.example"}, Status: 403},
+		{Name: "vote from an old browser (Origin only)", Path: "/vote", ContentType: httpxtest.Form, Body: "choice=cats",
+			Header: []string{"Origin", "https://evil.example"}, Status: 403},
+		{Name: "JSON order from an old browser (Origin only)", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"item":1,"quantity":1}`,
+			Header: []string{"Origin", "https://evil.example"}, Status: 403},
 	}, redisUntouched(rc))
 
 	// The site's own pages, and clients that are not browsers, still vote.
@@ -54,7 +55,7 @@ func TestHostileCrossSitePostsAreRefused(t *testing.T) {
 		{"Origin", "http://" + host},
 		nil, // curl, the load tool
 	} {
-		resp, body := sendHostile(t, ts.URL, hostileCase{path: "/vote", contentType: hostileForm, body: "choice=cats", header: h}, false)
+		resp, body := httpxtest.Send(t, ts.URL, httpxtest.Hostile{Path: "/vote", ContentType: httpxtest.Form, Body: "choice=cats", Header: h}, nil)
 		if resp.StatusCode != http.StatusAccepted {
 			t.Fatalf("same-origin vote with %v: %d %s", h, resp.StatusCode, body)
 		}
@@ -120,11 +121,13 @@ func TestHostileNewVoterFloodIsLimitedPerAddress(t *testing.T) {
 	}
 	burst, perMinute := def.NewVotersBurst, def.NewVotersPerIP
 	vote := func(addr string, cookies ...*http.Cookie) func() *http.Response {
-		return func() *http.Response { return from(t, url+"/vote", addr, hostileJSON, `{"choice":"cats"}`, cookies...) }
+		return func() *http.Response {
+			return from(t, url+"/vote", addr, httpxtest.JSON, `{"choice":"cats"}`, cookies...)
+		}
 	}
 
 	const stuffer = "198.51.100.7"
-	first := from(t, url+"/vote", stuffer, hostileJSON, `{"choice":"cats"}`)
+	first := from(t, url+"/vote", stuffer, httpxtest.JSON, `{"choice":"cats"}`)
 	voter := voterCookie(first)
 	if first.StatusCode != http.StatusAccepted || voter == nil {
 		t.Fatalf("first vote: %d", first.StatusCode)
@@ -178,7 +181,7 @@ func TestHostileOrderFloodIsLimitedPerAddress(t *testing.T) {
 		t.Fatal("the order limit is off by default")
 	}
 	order := func(addr string) func() *http.Response {
-		return func() *http.Response { return from(t, url+"/orders", addr, hostileJSON, `{"item":7,"quantity":1}`) }
+		return func() *http.Response { return from(t, url+"/orders", addr, httpxtest.JSON, `{"item":7,"quantity":1}`) }
 	}
 	if got := flood(t, burst+50, order("198.51.100.9")); got != burst {
 		t.Fatalf("%d orders accepted from one address, want the burst of %d", got, burst)
@@ -196,7 +199,7 @@ func TestHostileOrderFloodIsLimitedPerAddress(t *testing.T) {
 func shopFrontend(t *testing.T, r *launcher.Redis) (string, *postgres.DB) {
 	t.Helper()
 	url := testenv.PostgresURL(t)
-	db := openDB(t, url)
+	db := testenv.PostgresClient(t, url)
 	if err := db.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -246,11 +249,11 @@ func TestHostileOrdersForUnknownItemsAreRefused(t *testing.T) {
 	r := testenv.Redis(t)
 	rc := testenv.RedisClient(t, r)
 	url, db := shopFrontend(t, r)
-	runHostile(t, url, false, []hostileCase{
-		{name: "JSON order for an unknown item", path: "/orders", contentType: hostileJSON, body: `{"item":424242,"quantity":1}`, status: 400},
-		{name: "form order for an unknown item", path: "/orders", contentType: hostileForm, body: "item=424243&quantity=1", status: 400},
-		{name: "order with an id for an unknown item", path: "/orders", contentType: hostileJSON, body: `{"order_id":"mine","item":424244,"quantity":1}`, status: 400},
-		{name: "order for the largest item id", path: "/orders", contentType: hostileJSON, body: `{"item":9223372036854775807,"quantity":1}`, status: 400},
+	httpxtest.Run(t, url, nil, []httpxtest.Hostile{
+		{Name: "JSON order for an unknown item", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"item":424242,"quantity":1}`, Status: 400},
+		{Name: "form order for an unknown item", Path: "/orders", ContentType: httpxtest.Form, Body: "item=424243&quantity=1", Status: 400},
+		{Name: "order with an id for an unknown item", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"order_id":"mine","item":424244,"quantity":1}`, Status: 400},
+		{Name: "order for the largest item id", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"item":9223372036854775807,"quantity":1}`, Status: 400},
 	}, redisUntouched(rc))
 
 	// Once the frontend hears NOTIFYs (it forgets its misses when it starts
@@ -258,7 +261,7 @@ func TestHostileOrdersForUnknownItemsAreRefused(t *testing.T) {
 	waitListening(t, url)
 	before := metric(t, url, "surge_catalog_db_loads_total")
 	for i := range 200 {
-		if resp := post(t, url+"/orders", hostileJSON, `{"item":777777,"quantity":1}`); resp.StatusCode != http.StatusBadRequest {
+		if resp := post(t, url+"/orders", httpxtest.JSON, `{"item":777777,"quantity":1}`); resp.StatusCode != http.StatusBadRequest {
 			t.Fatalf("flood order %d: %d", i, resp.StatusCode)
 		}
 	}
@@ -269,7 +272,7 @@ func TestHostileOrdersForUnknownItemsAreRefused(t *testing.T) {
 
 	// Created just now: its NOTIFY may not have reached the frontend.
 	it := newItem(t, db, "Fresh", 5)
-	resp := post(t, url+"/orders", hostileJSON, fmt.Sprintf(`{"item":%d,"quantity":1}`, it.ID))
+	resp := post(t, url+"/orders", httpxtest.JSON, fmt.Sprintf(`{"item":%d,"quantity":1}`, it.ID))
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("order for an item created a moment ago: %d", resp.StatusCode)
 	}
@@ -317,7 +320,7 @@ func TestHostileReusedOrderIDWithAnotherPayloadIs409(t *testing.T) {
 		{"the same order once more", `{"order_id":"k-10","item":10,"quantity":1}`, 202},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			resp := post(t, ts.URL+"/orders", hostileJSON, c.body)
+			resp := post(t, ts.URL+"/orders", httpxtest.JSON, c.body)
 			if resp.StatusCode != c.status {
 				t.Fatalf("status %d, want %d", resp.StatusCode, c.status)
 			}
@@ -339,7 +342,7 @@ func TestHostileReusedOrderIDWithAnotherPayloadIs409(t *testing.T) {
 		t.Fatalf("%d entries queued for one order id, want 1", n)
 	}
 	// The form the shop posts gets the same answer.
-	if resp := post(t, ts.URL+"/orders", hostileForm, "order_id=k-10&item=12&quantity=1"); resp.StatusCode != http.StatusConflict {
+	if resp := post(t, ts.URL+"/orders", httpxtest.Form, "order_id=k-10&item=12&quantity=1"); resp.StatusCode != http.StatusConflict {
 		t.Fatalf("form repeat with another item: %d, want 409", resp.StatusCode)
 	}
 }

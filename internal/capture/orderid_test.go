@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+
+	"github.com/surge-vote/surge/internal/httpx"
+	"github.com/surge-vote/surge/internal/httpx/httpxtest"
 )
 
 // The ids the server makes for orders (for a POST without order_id, and in
@@ -32,7 +35,7 @@ func TestOrderIDsComeFromCryptoRand(t *testing.T) {
 			return id
 		},
 		"decodeOrder without order_id": func() string {
-			o, _, err := decodeOrder(fuzzRequest(ctJSON, []byte(`{"item":1,"quantity":1}`)), 512)
+			o, _, err := decodeOrder(httpxtest.Request(httpx.ContentJSON, []byte(`{"item":1,"quantity":1}`)), 512)
 			if err != nil {
 				t.Fatal(err)
 			}

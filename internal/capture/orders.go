@@ -30,11 +30,11 @@ type orderRequest struct {
 // decodeOrder reads and validates an order request.
 func decodeOrder(r *http.Request, limit int64) (surge.Order, url.Values, error) {
 	var req orderRequest
-	form, err := decodeBody(r, limit, &req)
+	form, err := httpx.DecodeBody(r, limit, &req)
 	if err != nil {
 		return surge.Order{}, nil, err
 	}
-	item, quantity := numberLiteral(req.Item), numberLiteral(req.Quantity)
+	item, quantity := httpx.NumberLiteral(req.Item), httpx.NumberLiteral(req.Quantity)
 	if form != nil {
 		req.OrderID, item, quantity = form.Get("order_id"), json.Number(form.Get("item")), json.Number(form.Get("quantity"))
 	}
@@ -94,7 +94,7 @@ func (s *Server) postOrder(c *gin.Context) {
 	fields := surge.EncodeOrder(o)
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.AppendTimeout)
 	defer cancel()
-	_, err = s.producer.AppendOnce(ctx, redis.OrderKey(o.ID), o.Payload(), s.cfg.OrderKeyTTL, fields)
+	_, err = s.queue.AppendOnce(ctx, redis.OrderKey(o.ID), o.Payload(), s.cfg.OrderKeyTTL, fields)
 	state := surge.OrderState{OrderID: o.ID, Status: surge.OrderPending, Item: o.Item, Quantity: o.Quantity}
 	switch {
 	case errors.Is(err, redis.ErrDuplicate), errors.Is(err, redis.ErrConflict):
@@ -117,7 +117,7 @@ func (s *Server) postOrder(c *gin.Context) {
 	default:
 		s.orders.Inc()
 	}
-	if form != nil && wantsHTML(c.Request) {
+	if form != nil && httpx.WantsHTML(c.Request) {
 		// The order page (served where every shard is visible) follows it.
 		c.Redirect(http.StatusSeeOther, "/orders/"+url.PathEscape(o.ID))
 		return
@@ -128,10 +128,10 @@ func (s *Server) postOrder(c *gin.Context) {
 // appliedOrder is the order a worker applied under id, if Postgres is
 // configured and answers.
 func (s *Server) appliedOrder(ctx context.Context, id string) (surge.OrderState, bool) {
-	if s.db == nil {
+	if s.applied == nil {
 		return surge.OrderState{}, false
 	}
-	st, err := s.db.OrderState(ctx, id)
+	st, err := s.applied.OrderState(ctx, id)
 	return st, err == nil
 }
 

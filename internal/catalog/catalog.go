@@ -29,6 +29,14 @@ type Source interface {
 	Polls(ctx context.Context) ([]surge.Poll, error)
 }
 
+// Notifications is how the cache hears of changes: Postgres LISTEN/NOTIFY
+// (postgres.DB.Listen). Listen calls onNotify for each notification on
+// channels and onState whenever it starts or stops listening, until ctx
+// ends.
+type Notifications interface {
+	Listen(ctx context.Context, log *slog.Logger, channels []string, onNotify func(channel, payload string), onState func(listening bool))
+}
+
 // Bounds on what ids the catalogue does not know may cost Postgres.
 const (
 	missTTL     = 5 * time.Second // an unknown id is not asked again for this long
@@ -75,16 +83,17 @@ func New(src Source, configPolls []surge.Poll, log *slog.Logger) *Cache {
 	return c
 }
 
-// Run keeps the cache in step with Postgres until ctx ends. It first loads
+// Run keeps the cache in step with Postgres, hearing of changes from n,
+// until ctx ends. It first loads
 // the stored polls once (see Ready).
-func (c *Cache) Run(ctx context.Context, db *postgres.DB) {
+func (c *Cache) Run(ctx context.Context, n Notifications) {
 	c.LoadPolls(ctx)
 	// Learn the item ids now, so orders for them pass even if Postgres
 	// goes away before they are first asked about.
 	if _, err := c.ItemsJSON(ctx); err != nil {
 		c.log.Warn("first catalogue load failed", "err", err)
 	}
-	db.Listen(ctx, c.log, []string{postgres.CatalogChannel, postgres.PollsChannel},
+	n.Listen(ctx, c.log, []string{postgres.CatalogChannel, postgres.PollsChannel},
 		func(channel, _ string) {
 			switch channel {
 			case postgres.CatalogChannel:

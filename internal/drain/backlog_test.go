@@ -14,6 +14,7 @@ import (
 
 	"github.com/surge-vote/surge/internal/redis"
 	"github.com/surge-vote/surge/internal/surge"
+	"github.com/surge-vote/surge/internal/testenv"
 )
 
 // fakeBacklog is a BacklogReader with fixed answers; hang makes its reads
@@ -136,7 +137,7 @@ func TestShardMetricsExistFromStart(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	opt := testOptions()
 	opt.Shard, opt.Metrics = "2", NewMetrics(reg)
-	NewShard(&fakeQueue{log: &eventLog{}}, nil, opt)
+	NewShard(&fakeQueue{log: &testenv.EventLog{}}, nil, opt)
 	want := []string{
 		"surge_worker_batch_seconds{shard=2} 0",
 		"surge_worker_claimed_total{shard=2} 0",

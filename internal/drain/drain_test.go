@@ -20,24 +20,6 @@ import (
 
 // ---- fakes ----
 
-// eventLog records, in order, what the queue and the store were asked to do.
-type eventLog struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (l *eventLog) add(format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.events = append(l.events, fmt.Sprintf(format, args...))
-}
-
-func (l *eventLog) snapshot() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.events)
-}
-
 type deadLetter struct {
 	id     string
 	reason string
@@ -47,7 +29,7 @@ type deadLetter struct {
 // their scripted batches in turn; once ReadNew has none left it blocks
 // until ctx ends.
 type fakeQueue struct {
-	log *eventLog
+	log *testenv.EventLog
 
 	mu         sync.Mutex
 	own        [][]redis.Message // successive ReadOwnPending answers
@@ -67,7 +49,7 @@ type fakeQueue struct {
 }
 
 func (q *fakeQueue) EnsureGroup(ctx context.Context) error {
-	q.log.add("ensure-group")
+	q.log.Add("ensure-group")
 	return nil
 }
 
@@ -79,7 +61,7 @@ func (q *fakeQueue) ReadOwnPending(ctx context.Context, after string, count int6
 	if len(q.own) > 0 {
 		out, q.own = q.own[0], q.own[1:]
 	}
-	q.log.add("read-own-pending after=%s -> %s", after, msgIDs(out))
+	q.log.Add("read-own-pending after=%s -> %s", after, msgIDs(out))
 	return out, nil
 }
 
@@ -89,14 +71,14 @@ func (q *fakeQueue) ReadNew(ctx context.Context, count int64, block time.Duratio
 	if q.newFails > 0 {
 		q.newFails--
 		q.mu.Unlock()
-		q.log.add("read-new failed")
+		q.log.Add("read-new failed")
 		return nil, errors.New("connection reset")
 	}
 	if len(q.news) > 0 {
 		var out []redis.Message
 		out, q.news = q.news[0], q.news[1:]
 		q.mu.Unlock()
-		q.log.add("read-new -> %s", msgIDs(out))
+		q.log.Add("read-new -> %s", msgIDs(out))
 		return out, nil
 	}
 	q.mu.Unlock()
@@ -111,7 +93,7 @@ func (q *fakeQueue) Claim(ctx context.Context, start string, minIdle time.Durati
 	if len(q.claims) > 0 {
 		out, q.claims = q.claims[0], q.claims[1:]
 	}
-	q.log.add("claim start=%s -> %s", start, msgIDs(out))
+	q.log.Add("claim start=%s -> %s", start, msgIDs(out))
 	return out, "0-0", nil
 }
 
@@ -121,11 +103,11 @@ func (q *fakeQueue) Ack(ctx context.Context, ids ...string) error {
 	q.ackCalls++
 	if q.ackFails > 0 {
 		q.ackFails--
-		q.log.add("ack failed %s", strings.Join(ids, ","))
+		q.log.Add("ack failed %s", strings.Join(ids, ","))
 		return errors.New("connection reset")
 	}
 	q.acked = append(q.acked, ids...)
-	q.log.add("ack %s", strings.Join(ids, ","))
+	q.log.Add("ack %s", strings.Join(ids, ","))
 	return nil
 }
 
@@ -134,11 +116,11 @@ func (q *fakeQueue) DeadLetter(ctx context.Context, m redis.Message, reason stri
 	defer q.mu.Unlock()
 	if q.deadErr != nil {
 		q.deadFailed = append(q.deadFailed, m.ID)
-		q.log.add("dead-letter-failed %s", m.ID)
+		q.log.Add("dead-letter-failed %s", m.ID)
 		return q.deadErr
 	}
 	q.dead = append(q.dead, deadLetter{m.ID, reason})
-	q.log.add("dead-letter %s", m.ID)
+	q.log.Add("dead-letter %s", m.ID)
 	return nil
 }
 
@@ -167,7 +149,7 @@ func (q *fakeQueue) deadLetters() []deadLetter {
 // rejected. When the call succeeds, orders get the status orderStatus
 // gives them, or are confirmed if it is nil.
 type fakeStore struct {
-	log         *eventLog
+	log         *testenv.EventLog
 	q           *fakeQueue // to check nothing is acked before its commit
 	behave      func(n int, votes []surge.Vote) ([]surge.Vote, error)
 	orderStatus func(surge.Order) string
@@ -186,7 +168,7 @@ func (s *fakeStore) Apply(ctx context.Context, votes []surge.Vote, orders []surg
 	n := len(s.calls)
 	s.calls = append(s.calls, ids)
 	s.mu.Unlock()
-	s.log.add("apply-begin %s", strings.Join(ids, ","))
+	s.log.Add("apply-begin %s", strings.Join(ids, ","))
 
 	// No entry may be acknowledged before the transaction applying it returns.
 	acked := s.q.ackedIDs()
@@ -218,7 +200,7 @@ func (s *fakeStore) Apply(ctx context.Context, votes []surge.Vote, orders []surg
 			outcomes = append(outcomes, surge.OrderOutcome{ID: o.ID, Status: status})
 		}
 	}
-	s.log.add("apply-end %s err=%v", strings.Join(ids, ","), err)
+	s.log.Add("apply-end %s err=%v", strings.Join(ids, ","), err)
 	return rejected, outcomes, err
 }
 
@@ -318,7 +300,7 @@ type harness struct {
 }
 
 func newHarness(behave func(n int, votes []surge.Vote) ([]surge.Vote, error)) *harness {
-	log := &eventLog{}
+	log := &testenv.EventLog{}
 	q := &fakeQueue{log: log}
 	return &harness{q: q, store: &fakeStore{log: log, q: q, behave: behave}, opt: testOptions()}
 }
@@ -342,7 +324,7 @@ func (h *harness) start(t *testing.T) (stop func()) {
 				}
 			case <-time.After(30 * time.Second): // failsafe against a hang, not a timing assertion
 				t.Fatalf("Run did not return after its context was cancelled\nevents:\n%s",
-					strings.Join(h.q.log.snapshot(), "\n"))
+					strings.Join(h.q.log.Snapshot(), "\n"))
 			}
 		})
 	}
@@ -361,7 +343,7 @@ func (h *harness) waitUntil(t *testing.T, what string, cond func() bool) {
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("%v\nevents:\n%s", err, strings.Join(h.q.log.snapshot(), "\n"))
+		t.Fatalf("%v\nevents:\n%s", err, strings.Join(h.q.log.Snapshot(), "\n"))
 	}
 }
 
@@ -424,7 +406,7 @@ func TestShardAppliesBatchThenAcks(t *testing.T) {
 	if dl := h.q.deadLetters(); len(dl) != 0 {
 		t.Fatalf("dead-lettered %v, want none", dl)
 	}
-	events := h.q.log.snapshot()
+	events := h.q.log.Snapshot()
 	end := slices.Index(events, "apply-end v1,v2,v3 err=<nil>")
 	ack := slices.Index(events, "ack 1-0,2-0,3-0")
 	if end < 0 || ack < 0 || ack < end {
@@ -445,7 +427,7 @@ func TestShardAfterCommitRunsBetweenCommitAndAck(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		hooked = append(hooked, slices.Clone(ids))
-		h.q.log.add("after-commit %s", strings.Join(ids, ","))
+		h.q.log.Add("after-commit %s", strings.Join(ids, ","))
 	}
 	stop := h.start(t)
 	h.waitUntil(t, "2 acks", func() bool { return len(h.q.ackedIDs()) == 2 })
@@ -456,7 +438,7 @@ func TestShardAfterCommitRunsBetweenCommitAndAck(t *testing.T) {
 	if len(hooked) != 1 || !slices.Equal(hooked[0], []string{"1-0", "2-0"}) {
 		t.Fatalf("AfterCommit got %v, want [[1-0 2-0]]", hooked)
 	}
-	events := h.q.log.snapshot()
+	events := h.q.log.Snapshot()
 	end := slices.Index(events, "apply-end v1,v2 err=<nil>")
 	hook := slices.Index(events, "after-commit 1-0,2-0")
 	ack := slices.Index(events, "ack 1-0,2-0")
@@ -798,7 +780,7 @@ func TestShardReplaysOwnPendingFirst(t *testing.T) {
 	if want := [][]string{{"v1", "v2"}, {"v3"}, {"v4"}}; !slices.EqualFunc(calls, want, slices.Equal) {
 		t.Fatalf("store calls %v, want %v", calls, want)
 	}
-	events := h.q.log.snapshot()
+	events := h.q.log.Snapshot()
 	firstNew := slices.IndexFunc(events, func(e string) bool { return strings.HasPrefix(e, "read-new") })
 	lastOwn := -1
 	for i, e := range events {
@@ -854,7 +836,7 @@ func TestShardReplaysOwnPendingAfterRedisTrouble(t *testing.T) {
 			after := slices.Clone(h.q.ownAfter)
 			h.q.mu.Unlock()
 			if !slices.Equal(after, tt.wantAfter) {
-				t.Errorf("ReadOwnPending after = %v, want %v\nevents:\n%s", after, tt.wantAfter, strings.Join(h.q.log.snapshot(), "\n"))
+				t.Errorf("ReadOwnPending after = %v, want %v\nevents:\n%s", after, tt.wantAfter, strings.Join(h.q.log.Snapshot(), "\n"))
 			}
 			h.checkNoViolations(t)
 		})

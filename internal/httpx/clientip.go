@@ -87,3 +87,10 @@ func peerAddr(r *http.Request) (netip.Addr, bool) {
 	}
 	return a.Unmap().WithZone(""), true
 }
+
+// PrivateProxies are the default trusted proxies: loopback (make run) and
+// the private networks a stack's overlay network is on. The services
+// themselves are published nowhere; HAProxy is.
+func PrivateProxies() []string {
+	return []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
+}

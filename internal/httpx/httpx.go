@@ -1,6 +1,7 @@
 // Package httpx holds what every service's HTTP side shares: the one
-// mapping from domain errors to status codes, and serving with graceful
-// shutdown.
+// mapping from domain errors to status codes, the strict decoder of JSON
+// and form bodies, the client's address behind trusted proxies, and serving
+// with graceful shutdown.
 package httpx
 
 import (

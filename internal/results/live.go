@@ -70,10 +70,10 @@ func NewLive(store Store, log *slog.Logger, interval time.Duration) *Live {
 // Done is closed when Run has returned: streams end then.
 func (l *Live) Done() <-chan struct{} { return l.done }
 
-// Run listens for commits and refreshes changed polls until ctx ends.
-func (l *Live) Run(ctx context.Context, db *postgres.DB) {
+// Run listens for commits on n and refreshes changed polls until ctx ends.
+func (l *Live) Run(ctx context.Context, n Notifications) {
 	defer close(l.done)
-	go db.Listen(ctx, l.log, []string{postgres.NotifyChannel, postgres.PollsChannel},
+	go n.Listen(ctx, l.log, []string{postgres.NotifyChannel, postgres.PollsChannel},
 		func(channel, poll string) {
 			if channel == postgres.PollsChannel {
 				l.staleMeta()

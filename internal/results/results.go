@@ -64,6 +64,14 @@ type Store interface {
 	Ping(ctx context.Context) error
 }
 
+// Notifications is how the live results hub hears of changes: Postgres LISTEN/NOTIFY
+// (postgres.DB.Listen). Listen calls onNotify for each notification on
+// channels and onState whenever it starts or stops listening, until ctx
+// ends.
+type Notifications interface {
+	Listen(ctx context.Context, log *slog.Logger, channels []string, onNotify func(channel, payload string), onState func(listening bool))
+}
+
 // Queues is what the result service knows of the shards: orders queued but
 // perhaps not yet applied, and how far the workers are behind.
 type Queues interface {

@@ -1,4 +1,7 @@
-package capture
+// Package admin is the admin service behind /admin: it writes the item
+// catalogue and the polls straight to Postgres, behind HTTP basic
+// authentication, and lists what was counted for audits.
+package admin
 
 import (
 	"context"
@@ -7,8 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -19,16 +24,117 @@ import (
 	"github.com/surge-vote/surge/internal/ui"
 )
 
-// newAdmin builds the admin service: the catalogue and polls, written
-// straight to Postgres, behind HTTP basic authentication.
-func newAdmin(ctx context.Context, cfg Config, opt Options) (*Server, error) {
+// Config is the admin service's configuration.
+type Config struct {
+	Postgres      postgres.Config `mapstructure:"postgres"`
+	AdminUser     string          `mapstructure:"admin_user"`
+	AdminPassword string          `mapstructure:"admin_password"`     // secret
+	AdminMaxFails int             `mapstructure:"admin_max_failures"` // failed logins per client per window before a lockout
+	AdminLockout  time.Duration   `mapstructure:"admin_lockout"`
+	// TrustedProxies may set X-Forwarded-For: HAProxy's addresses, no
+	// more (a client there could write it too). The lockout counts the
+	// address they report.
+	TrustedProxies []string `mapstructure:"trusted_proxies"`
+	Listen         string   `mapstructure:"listen"`
+	Node           string   `mapstructure:"node"` // shown on pages; defaults to the hostname
+	MaxBody        int64    `mapstructure:"max_body"`
+	LogLevel       string   `mapstructure:"log_level"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Postgres:       postgres.Config{MaxConns: 4},
+		AdminUser:      "admin",
+		AdminMaxFails:  5,
+		AdminLockout:   time.Minute,
+		TrustedProxies: httpx.PrivateProxies(),
+		Listen:         "127.0.0.1:8081",
+		MaxBody:        4 << 10,
+		LogLevel:       "info",
+	}
+}
+
+// Store is what admin reads and writes: Postgres (*postgres.DB).
+type Store interface {
+	UpsertItem(ctx context.Context, in surge.ItemInput) (item surge.Item, created bool, err error)
+	Items(ctx context.Context) ([]surge.Item, error)
+	CreatePoll(ctx context.Context, p surge.Poll) error
+	CountedVotes(ctx context.Context, poll string) ([]postgres.VoteRecord, error)
+	AppliedOrders(ctx context.Context) ([]postgres.OrderRecord, error)
+	Ping(ctx context.Context) error
+}
+
+// Options are a Server's collaborators that are not configuration.
+type Options struct {
+	Logger *slog.Logger
+	Now    func() time.Time // the lockout's clock; tests move it
+	// Store, if set, is used instead of opening cfg.Postgres (tests give
+	// a fake); the Server does not close it.
+	Store Store
+}
+
+// Server is the admin service.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	store   Store
+	close   func() // closes what New opened
+	lockout *lockout
+	proxies httpx.Proxies // cfg.TrustedProxies, parsed
+	handler http.Handler
+}
+
+// New checks the credentials are configured, opens and migrates Postgres
+// (unless opt.Store is given) and builds the routes.
+func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
 	if cfg.AdminUser == "" || len(cfg.AdminPassword) < 8 {
 		return nil, errors.New("web: admin mode needs admin_user and an admin_password of at least 8 characters (SURGE_ADMIN_PASSWORD or SURGE_ADMIN_PASSWORD_FILE)")
 	}
-	if cfg.Postgres.URL == "" {
+	proxies, err := httpx.ParseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	s := &Server{cfg: cfg, log: opt.Logger, store: opt.Store, close: func() {}, proxies: proxies,
+		lockout: newLockout(cfg.AdminMaxFails, cfg.AdminLockout, opt.Now)}
+	if s.store == nil {
+		db, err := openStore(ctx, cfg.Postgres)
+		if err != nil {
+			return nil, err
+		}
+		s.store, s.close = db, db.Close
+	}
+	r, err := httpx.NewEngine(httpx.EngineOptions{Service: "admin", Node: cfg.Node, Log: s.log, Registry: telemetry.NewRegistry(),
+		TrustedProxies: cfg.TrustedProxies, Health: func(ctx context.Context) error { return httpx.Down("postgres", s.store.Ping(ctx)) }})
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	admin := r.Group("/admin", s.requireAdmin)
+	admin.GET("", s.getAdminPage)
+	admin.GET("/api/items", s.getAdminItems)
+	admin.POST("/api/items", s.postItem)
+	admin.POST("/api/polls", s.postPoll)
+	admin.GET("/api/audit/votes", s.getAuditVotes)
+	admin.GET("/api/audit/orders", s.getAuditOrders)
+	// Form posts from another origin are refused (Sec-Fetch-Site / Origin).
+	s.handler = httpx.CrossOriginProtection(r)
+	return s, nil
+}
+
+// openStore opens the database, waits for it and migrates it: admin is the
+// service that creates the schema's rows, so it starts on a current one.
+func openStore(ctx context.Context, cfg postgres.Config) (*postgres.DB, error) {
+	if cfg.URL == "" {
 		return nil, errors.New("web: admin mode needs postgres.url")
 	}
-	db, err := postgres.Open(ctx, cfg.Postgres)
+	db, err := postgres.Open(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("web: %w", err)
 	}
@@ -40,31 +146,15 @@ func newAdmin(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("web: %w", err)
 	}
-	proxies, err := httpx.ParseProxies(cfg.TrustedProxies)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("web: %w", err)
-	}
-	s := &Server{cfg: cfg, log: opt.Logger, db: db, now: opt.Now, reg: telemetry.NewRegistry(), proxies: proxies,
-		lockout: newLockout(cfg.AdminMaxFails, cfg.AdminLockout, opt.Now)}
-	r, err := httpx.NewEngine(httpx.EngineOptions{Service: "admin", Node: cfg.Node, Log: s.log, Registry: s.reg,
-		TrustedProxies: cfg.TrustedProxies, Health: func(ctx context.Context) error { return httpx.Down("postgres", db.Ping(ctx)) }})
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	admin := r.Group("/admin", s.requireAdmin)
-	admin.GET("", s.getAdminPage)
-	admin.GET("/api/items", s.getAdminItems)
-	admin.POST("/api/items", s.postItem)
-	admin.POST("/api/polls", s.postPoll)
-	admin.GET("/api/audit/votes", s.getAuditVotes)
-	admin.GET("/api/audit/orders", s.getAuditOrders)
-	s.engine = r
-	// Form posts from another origin are refused (Sec-Fetch-Site / Origin).
-	s.handler = httpx.CrossOriginProtection(r)
-	return s, nil
+	return db, nil
 }
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Close closes the database New opened. Call it after the HTTP server has
+// shut down.
+func (s *Server) Close() { s.close() }
 
 // requireAdmin checks HTTP basic credentials in constant time: the digests
 // of both fields are always compared, whatever is wrong. A client that fails
@@ -103,13 +193,13 @@ type itemRequest struct {
 
 func (s *Server) postItem(c *gin.Context) {
 	var req itemRequest
-	form, err := decodeBody(c.Request, s.cfg.MaxBody, &req)
+	form, err := httpx.DecodeBody(c.Request, s.cfg.MaxBody, &req)
 	if err != nil {
 		httpx.Error(c, s.log, err)
 		return
 	}
 	var price *string
-	quantity := numberLiteral(req.Quantity)
+	quantity := httpx.NumberLiteral(req.Quantity)
 	if form != nil {
 		req.Name, quantity = form.Get("name"), json.Number(form.Get("quantity"))
 		p := form.Get("price")
@@ -128,9 +218,9 @@ func (s *Server) postItem(c *gin.Context) {
 	if err == nil {
 		var item surge.Item
 		var created bool
-		item, created, err = s.db.UpsertItem(c.Request.Context(), in)
+		item, created, err = s.store.UpsertItem(c.Request.Context(), in)
 		if err == nil {
-			if form != nil && wantsHTML(c.Request) {
+			if form != nil && httpx.WantsHTML(c.Request) {
 				c.Redirect(http.StatusSeeOther, "/admin")
 				return
 			}
@@ -142,7 +232,7 @@ func (s *Server) postItem(c *gin.Context) {
 			return
 		}
 	}
-	if form != nil && wantsHTML(c.Request) && surge.ErrorCode(err) == surge.EINVALID {
+	if form != nil && httpx.WantsHTML(c.Request) && surge.ErrorCode(err) == surge.EINVALID {
 		s.renderAdminPage(c, http.StatusBadRequest, err, form.Get("name"), form.Get("quantity"), form.Get("price"))
 		return
 	}
@@ -157,7 +247,7 @@ type pollRequest struct {
 
 func (s *Server) postPoll(c *gin.Context) {
 	var req pollRequest
-	form, err := decodeBody(c.Request, s.cfg.MaxBody, &req)
+	form, err := httpx.DecodeBody(c.Request, s.cfg.MaxBody, &req)
 	if err != nil {
 		httpx.Error(c, s.log, err)
 		return
@@ -174,11 +264,11 @@ func (s *Server) postPoll(c *gin.Context) {
 	if p.Title == "" {
 		p.Title = p.ID
 	}
-	if err := s.db.CreatePoll(c.Request.Context(), p); err != nil {
+	if err := s.store.CreatePoll(c.Request.Context(), p); err != nil {
 		httpx.Error(c, s.log, err)
 		return
 	}
-	if form != nil && wantsHTML(c.Request) {
+	if form != nil && httpx.WantsHTML(c.Request) {
 		c.Redirect(http.StatusSeeOther, "/admin")
 		return
 	}
@@ -186,14 +276,14 @@ func (s *Server) postPoll(c *gin.Context) {
 }
 
 func (s *Server) getAdminItems(c *gin.Context) {
-	items, err := s.db.Items(c.Request.Context())
+	items, err := s.store.Items(c.Request.Context())
 	httpx.List(c, s.log, items, err)
 }
 
 func (s *Server) getAdminPage(c *gin.Context) { s.renderAdminPage(c, http.StatusOK, nil, "", "", "") }
 
 func (s *Server) renderAdminPage(c *gin.Context, status int, formErr error, name, quantity, price string) {
-	items, err := s.db.Items(c.Request.Context())
+	items, err := s.store.Items(c.Request.Context())
 	if err != nil {
 		httpx.Error(c, s.log, err)
 		return
@@ -222,12 +312,12 @@ func (s *Server) getAuditVotes(c *gin.Context) {
 	if poll == "" {
 		poll = surge.DefaultPollID
 	}
-	votes, err := s.db.CountedVotes(c.Request.Context(), poll)
+	votes, err := s.store.CountedVotes(c.Request.Context(), poll)
 	httpx.List(c, s.log, votes, err)
 }
 
 // getAuditOrders lists every applied order.
 func (s *Server) getAuditOrders(c *gin.Context) {
-	orders, err := s.db.AppliedOrders(c.Request.Context())
+	orders, err := s.store.AppliedOrders(c.Request.Context())
 	httpx.List(c, s.log, orders, err)
 }

@@ -1,4 +1,4 @@
-package capture_test
+package admin_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/surge-vote/surge/internal/admin"
 	"github.com/surge-vote/surge/internal/capture"
 	"github.com/surge-vote/surge/internal/postgres"
 	"github.com/surge-vote/surge/internal/testenv"
@@ -18,37 +19,44 @@ import (
 
 const adminPassword = "admin-password-123"
 
-func newAdmin(t *testing.T, mutate ...func(*capture.Config)) (*httptest.Server, *postgres.DB) {
+func newAdmin(t *testing.T, mutate ...func(*admin.Config)) (*httptest.Server, *postgres.DB) {
 	t.Helper()
 	return newAdminOn(t, testenv.PostgresURL(t), mutate...)
 }
 
-func newAdminOn(t *testing.T, url string, mutate ...func(*capture.Config)) (*httptest.Server, *postgres.DB) {
+func newAdminOn(t *testing.T, url string, mutate ...func(*admin.Config)) (*httptest.Server, *postgres.DB) {
 	t.Helper()
 	cfg := adminConfig(url)
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	return serve(t, startServer(t, cfg, capture.Options{})), openDB(t, url)
+	return serveAdmin(t, cfg, admin.Options{}), testenv.PostgresClient(t, url)
 }
 
 // adminConfig is the admin service on the database at url.
-func adminConfig(url string) capture.Config {
-	cfg := capture.DefaultConfig()
-	cfg.Mode, cfg.Postgres.URL, cfg.AdminPassword, cfg.Node = capture.ModeAdmin, url, adminPassword, "admin-1"
+func adminConfig(url string) admin.Config {
+	cfg := admin.DefaultConfig()
+	cfg.Postgres.URL, cfg.AdminPassword, cfg.Node = url, adminPassword, "admin-1"
 	return cfg
 }
 
-// openDB is a client of the database at url, closed when the test ends.
-func openDB(tb testing.TB, url string) *postgres.DB {
+// startServer builds an admin server that the test closes.
+func startServer(tb testing.TB, cfg admin.Config, opt admin.Options) *admin.Server {
 	tb.Helper()
-	db, err := postgres.Open(context.Background(), postgres.Config{URL: url})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(db.Close)
-	return db
+	s, err := admin.New(context.Background(), cfg, opt)
+	return testenv.Started(tb, s, err)
 }
+
+// serveAdmin runs an admin server over HTTP until the test ends (closed
+// before the server).
+func serveAdmin(tb testing.TB, cfg admin.Config, opt admin.Options) *httptest.Server {
+	ts := httptest.NewServer(startServer(tb, cfg, opt).Handler())
+	tb.Cleanup(ts.Close)
+	return ts
+}
+
+// asAdmin signs a request with the admin's credentials.
+func asAdmin(r *http.Request) { r.SetBasicAuth("admin", adminPassword) }
 
 func adminDo(t *testing.T, ts *httptest.Server, method, path, contentType, body string, auth bool, headers ...string) (*http.Response, map[string]any) {
 	t.Helper()
@@ -57,7 +65,7 @@ func adminDo(t *testing.T, ts *httptest.Server, method, path, contentType, body 
 		req.Header.Set("Content-Type", contentType)
 	}
 	if auth {
-		req.SetBasicAuth("admin", adminPassword)
+		asAdmin(req)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
@@ -203,7 +211,7 @@ func TestAdminValidation(t *testing.T) {
 
 func TestAdminRequiresCredentials(t *testing.T) {
 	// Many failures from one address here; the lockout has its own test.
-	ts, db := newAdmin(t, func(c *capture.Config) { c.AdminMaxFails = 100 })
+	ts, db := newAdmin(t, func(c *admin.Config) { c.AdminMaxFails = 100 })
 	body := `{"name":"Mug","quantity":3,"price":"12.50"}`
 	for _, tt := range []struct {
 		name    string
@@ -250,9 +258,13 @@ func TestAdminRefusesCrossOriginForms(t *testing.T) {
 func TestAdminCreatesPollsThatFrontendsAccept(t *testing.T) {
 	url := testenv.PostgresURL(t)
 	ts, _ := newAdminOn(t, url)
-	front := newServer(t, testenv.Redis(t), func(c *capture.Config) { c.Postgres.URL = url })
+	front := frontend(t, url)
 	vote := func() int {
-		resp := post(t, front.URL+"/vote", "application/json", `{"poll":"tea-or-coffee","choice":"tea"}`)
+		resp, err := http.Post(front.URL+"/vote", "application/json", strings.NewReader(`{"poll":"tea-or-coffee","choice":"tea"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
 		return resp.StatusCode
 	}
 	if s := vote(); s != http.StatusBadRequest {
@@ -285,4 +297,17 @@ func TestAdminCreatesPollsThatFrontendsAccept(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// frontend is a public frontend (package capture) whose polls come from the
+// database at url.
+func frontend(t *testing.T, url string) *httptest.Server {
+	t.Helper()
+	cfg := capture.DefaultConfig()
+	cfg.Redis.Addr, cfg.Postgres.URL = testenv.Redis(t).Addr, url
+	cfg.Node, cfg.CookieKeys = "node-a", []string{"test-cookie-key-0123456789"}
+	s, err := capture.New(context.Background(), cfg, capture.Options{})
+	ts := httptest.NewServer(testenv.Started(t, s, err).Handler())
+	t.Cleanup(ts.Close)
+	return ts
 }

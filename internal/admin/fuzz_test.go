@@ -1,4 +1,4 @@
-package capture_test
+package admin_test
 
 import (
 	"bytes"

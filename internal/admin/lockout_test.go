@@ -1,4 +1,4 @@
-package capture_test
+package admin_test
 
 import (
 	"fmt"
@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/surge-vote/surge/internal/capture"
+	"github.com/surge-vote/surge/internal/admin"
 	"github.com/surge-vote/surge/internal/testenv"
 )
 
@@ -20,7 +20,7 @@ func TestAdminLockoutIgnoresForgedForwardedFor(t *testing.T) {
 	url := testenv.PostgresURL(t)
 	cfg := adminConfig(url)
 	cfg.AdminMaxFails = 5
-	ts := serve(t, startServer(t, cfg, capture.Options{}))
+	ts := serveAdmin(t, cfg, admin.Options{})
 
 	get := func(password string, xff ...string) int {
 		t.Helper()
@@ -67,7 +67,7 @@ func TestAdminLockoutWithoutProxyCountsThePeer(t *testing.T) {
 	url := testenv.PostgresURL(t)
 	cfg := adminConfig(url)
 	cfg.AdminMaxFails, cfg.TrustedProxies = 5, []string{"192.0.2.1/32"} // not the test client
-	ts := serve(t, startServer(t, cfg, capture.Options{}))
+	ts := serveAdmin(t, cfg, admin.Options{})
 	for i := range 8 {
 		resp, _ := adminDo(t, ts, http.MethodGet, "/admin/api/items", "", "", false, "Authorization", "Basic YWRtaW46d3Jvbmc=",
 			"X-Forwarded-For", fmt.Sprintf("203.0.113.%d", i))

@@ -1,0 +1,128 @@
+package admin_test
+
+// The admin handlers on a fake Store: no Postgres. The fake records what it
+// was asked, in order.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/surge-vote/surge/internal/admin"
+	"github.com/surge-vote/surge/internal/postgres"
+	"github.com/surge-vote/surge/internal/surge"
+)
+
+// fakeStore keeps items by name; every call fails while err is set.
+type fakeStore struct {
+	mu     sync.Mutex
+	events []string
+	items  []surge.Item
+	err    error
+}
+
+func (s *fakeStore) add(format string, args ...any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, fmt.Sprintf(format, args...))
+	return s.err
+}
+
+func (s *fakeStore) snapshot() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.events)
+}
+
+func (s *fakeStore) UpsertItem(ctx context.Context, in surge.ItemInput) (surge.Item, bool, error) {
+	if err := s.add("upsert %s %d", in.Name, in.Quantity); err != nil {
+		return surge.Item{}, false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, it := range s.items {
+		if it.Name == in.Name {
+			s.items[i].Quantity += in.Quantity
+			return s.items[i], false, nil
+		}
+	}
+	if in.Price == nil {
+		return surge.Item{}, false, surge.Errorf(surge.EINVALID, "price is required for a new item")
+	}
+	it := surge.Item{ID: int64(len(s.items) + 1), Name: in.Name, Quantity: in.Quantity, Price: *in.Price}
+	s.items = append(s.items, it)
+	return it, true, nil
+}
+
+func (s *fakeStore) Items(ctx context.Context) ([]surge.Item, error) {
+	if err := s.add("items"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.items), nil
+}
+
+func (s *fakeStore) CreatePoll(ctx context.Context, p surge.Poll) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	return s.add("create-poll %s %v", p.ID, p.Options)
+}
+
+func (s *fakeStore) CountedVotes(ctx context.Context, poll string) ([]postgres.VoteRecord, error) {
+	return nil, s.add("counted-votes %s", poll)
+}
+
+func (s *fakeStore) AppliedOrders(ctx context.Context) ([]postgres.OrderRecord, error) {
+	return nil, s.add("applied-orders")
+}
+
+func (s *fakeStore) Ping(ctx context.Context) error { return s.add("ping") }
+
+func TestAdminOnAFakeStore(t *testing.T) {
+	store := &fakeStore{}
+	cfg := admin.DefaultConfig()
+	cfg.AdminPassword, cfg.AdminMaxFails = adminPassword, 100 // no Postgres URL: the fake is the store
+	ts := serveAdmin(t, cfg, admin.Options{Store: store})
+	for _, step := range []struct {
+		method, path, body string
+		auth               bool
+		status             int
+		events             []string // what the store was asked, in order
+	}{
+		{"POST", "/admin/api/items", `{"name":"Mug","quantity":3,"price":"12.50"}`, false, 401, nil},
+		{"POST", "/admin/api/items", `{"name":"Mug","quantity":3,"price":"12.50"}`, true, 201, []string{"upsert Mug 3"}},
+		{"POST", "/admin/api/items", `{"name":"Mug","quantity":2}`, true, 200, []string{"upsert Mug 2"}},
+		{"POST", "/admin/api/items", `{"name":"","quantity":-1}`, true, 400, nil}, // refused before the store
+		{"GET", "/admin/api/items", "", true, 200, []string{"items"}},
+		{"POST", "/admin/api/polls", `{"id":"tea","options":["yes","no"]}`, true, 201, []string{"create-poll tea [yes no]"}},
+		{"GET", "/admin/api/audit/votes", "", true, 200, []string{"counted-votes " + surge.DefaultPollID}},
+		{"GET", "/admin/api/audit/orders", "", true, 200, []string{"applied-orders"}},
+		{"GET", "/healthz", "", false, 200, []string{"ping"}},
+	} {
+		before := len(store.snapshot())
+		contentType := ""
+		if step.body != "" {
+			contentType = "application/json"
+		}
+		resp, out := adminDo(t, ts, step.method, step.path, contentType, step.body, step.auth)
+		if resp.StatusCode != step.status {
+			t.Fatalf("%s %s %s: %d %v, want %d", step.method, step.path, step.body, resp.StatusCode, out, step.status)
+		}
+		if got := store.snapshot()[before:]; !slices.Equal(got, step.events) {
+			t.Fatalf("%s %s %s: the store was asked %q, want %q", step.method, step.path, step.body, got, step.events)
+		}
+	}
+
+	// The store down: a 503 for writes and for health, never a 2xx.
+	store.err = errors.New("connection refused")
+	for _, path := range []string{"/admin/api/items", "/healthz"} {
+		if resp, _ := adminDo(t, ts, "GET", path, "", "", true); resp.StatusCode < 500 {
+			t.Fatalf("GET %s with the store down: %d, want a 5xx", path, resp.StatusCode)
+		}
+	}
+}

@@ -1,0 +1,141 @@
+package capture_test
+
+// The frontend's handlers on fakes of its Queue and Catalogue: no Redis, no
+// Postgres. Each fake records what it was asked, in order.
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/surge-vote/surge/internal/capture"
+	"github.com/surge-vote/surge/internal/redis"
+	"github.com/surge-vote/surge/internal/surge"
+	"github.com/surge-vote/surge/internal/testenv"
+)
+
+// fakeQueue appends to nothing; it fails while err is set, and holds the
+// keys AppendOnce has taken.
+type fakeQueue struct {
+	log  *testenv.EventLog
+	err  error
+	keys map[string]string
+}
+
+func (q *fakeQueue) Append(ctx context.Context, fields []any) (string, error) {
+	q.log.Add("append %s", fields[1])
+	return "1-0", q.err
+}
+
+func (q *fakeQueue) AppendOnce(ctx context.Context, key, value string, ttl time.Duration, fields []any) (string, error) {
+	q.log.Add("append-once %s", key)
+	switch held, ok := q.keys[key]; {
+	case ok && held == value:
+		return "", redis.ErrDuplicate
+	case ok:
+		return "", redis.ErrConflict
+	}
+	q.keys[key] = value
+	return "1-0", q.err
+}
+
+func (q *fakeQueue) Ping(ctx context.Context) error { return q.err }
+
+// fakeCatalogue knows the default polls and item 7.
+type fakeCatalogue struct{ log *testenv.EventLog }
+
+func (c *fakeCatalogue) Poll(ctx context.Context, id string) (surge.Poll, bool) {
+	c.log.Add("poll %s", id)
+	for _, p := range surge.DefaultPolls() {
+		if p.ID == id {
+			return p, true
+		}
+	}
+	return surge.Poll{}, false
+}
+
+func (c *fakeCatalogue) HasItem(ctx context.Context, id int64) (bool, error) {
+	c.log.Add("has-item %d", id)
+	return id == 7, nil
+}
+
+func (c *fakeCatalogue) ItemsJSON(ctx context.Context) ([]byte, error) {
+	c.log.Add("items")
+	return []byte(`[{"id":7,"name":"Mug","quantity":3,"price":"12.50"}]`), nil
+}
+
+func (c *fakeCatalogue) Ready() bool { return true }
+
+// fakeFrontend is a frontend on fakes, and their log.
+func fakeFrontend(t *testing.T) (*httptest.Server, *fakeQueue, *testenv.EventLog) {
+	t.Helper()
+	log := &testenv.EventLog{}
+	q := &fakeQueue{log: log, keys: map[string]string{}}
+	cfg := capture.DefaultConfig()
+	cfg.Node, cfg.CookieKeys = "node-a", []string{testKey}
+	return serve(t, startServer(t, cfg, capture.Options{Queue: q, Catalogue: &fakeCatalogue{log: log}})), q, log
+}
+
+func TestFrontendOnFakes(t *testing.T) {
+	ts, q, log := fakeFrontend(t)
+	const order = `{"order_id":"k-1","item":7,"quantity":2}`
+	for _, step := range []struct {
+		path, body string
+		status     int
+		events     []string // what the fakes were asked, in order
+	}{
+		{"/vote", `{"poll":"cats-vs-dogs","choice":"cats"}`, 202, []string{"poll cats-vs-dogs", "append vote"}},
+		{"/vote", `{"poll":"nope","choice":"cats"}`, 400, []string{"poll nope"}},
+		{"/vote", `{"choice":"fish"}`, 400, []string{"poll " + surge.DefaultPollID}},
+		{"/orders", order, 202, []string{"has-item 7", "append-once " + redis.OrderKey("k-1")}},
+		{"/orders", order, 202, []string{"has-item 7", "append-once " + redis.OrderKey("k-1")}},                                      // a repeat
+		{"/orders", `{"order_id":"k-1","item":7,"quantity":3}`, 409, []string{"has-item 7", "append-once " + redis.OrderKey("k-1")}}, // another payload
+		{"/orders", `{"item":8,"quantity":1}`, 400, []string{"has-item 8"}},                                                          // an unknown item
+		{"/orders", `{"item":7,"quantity":0}`, 400, nil},                                                                             // refused before any lookup
+	} {
+		before := len(log.Snapshot())
+		resp := post(t, ts.URL+step.path, "application/json", step.body)
+		if resp.StatusCode != step.status {
+			t.Fatalf("POST %s %s: %d, want %d", step.path, step.body, resp.StatusCode, step.status)
+		}
+		if got := log.Snapshot()[before:]; !slices.Equal(got, step.events) {
+			t.Fatalf("POST %s %s: the fakes were asked %q, want %q", step.path, step.body, got, step.events)
+		}
+	}
+
+	// The queue down: a vote is a 503, never a 202, and health says so.
+	q.err = errors.New("connection refused")
+	if resp := post(t, ts.URL+"/vote", "application/json", `{"choice":"cats"}`); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("vote with the queue down: %d, want 503", resp.StatusCode)
+	}
+	resp, err := http.Get(ts.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("health with the queue down: %d, want 503", resp.StatusCode)
+	}
+}
+
+func TestShopOnFakes(t *testing.T) {
+	ts, _, log := fakeFrontend(t)
+	resp, err := http.Get(ts.URL + "/api/items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"name":"Mug"`) {
+		t.Fatalf("GET /api/items: %d %q", resp.StatusCode, body)
+	}
+	if got := log.Snapshot(); !slices.Equal(got, []string{"items"}) {
+		t.Fatalf("the fakes were asked %q, want the catalogue once", got)
+	}
+}
