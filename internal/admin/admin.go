@@ -60,7 +60,9 @@ type Store interface {
 	UpsertItem(ctx context.Context, in surge.ItemInput) (item surge.Item, created bool, err error)
 	Items(ctx context.Context) ([]surge.Item, error)
 	CreatePoll(ctx context.Context, p surge.Poll) error
-	CountedVotes(ctx context.Context, poll string) ([]postgres.VoteRecord, error)
+	Polls(ctx context.Context) ([]surge.Poll, error)
+	ClosePoll(ctx context.Context, id string, at time.Time) (surge.Poll, error)
+	CountedVotes(ctx context.Context, poll, after string, limit int) ([]postgres.VoteRecord, error)
 	AppliedOrders(ctx context.Context) ([]postgres.OrderRecord, error)
 	Ping(ctx context.Context) error
 }
@@ -68,7 +70,7 @@ type Store interface {
 // Options are a Server's collaborators that are not configuration.
 type Options struct {
 	Logger *slog.Logger
-	Now    func() time.Time // the lockout's clock; tests move it
+	Now    func() time.Time // the lockout's and the polls' clock; tests move it
 	// Store, if set, is used instead of opening cfg.Postgres (tests give
 	// a fake); the Server does not close it.
 	Store Store
@@ -81,6 +83,7 @@ type Server struct {
 	store   Store
 	close   func() // closes what New opened
 	lockout *lockout
+	now     func() time.Time
 	proxies httpx.Proxies // cfg.TrustedProxies, parsed
 	handler http.Handler
 }
@@ -102,7 +105,7 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		return nil, fmt.Errorf("web: %w", err)
 	}
 	s := &Server{cfg: cfg, log: opt.Logger, store: opt.Store, close: func() {}, proxies: proxies,
-		lockout: newLockout(cfg.AdminMaxFails, cfg.AdminLockout, opt.Now)}
+		lockout: newLockout(cfg.AdminMaxFails, cfg.AdminLockout, opt.Now), now: opt.Now}
 	if s.store == nil {
 		db, err := openStore(ctx, cfg.Postgres)
 		if err != nil {
@@ -121,7 +124,10 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	admin.GET("/api/items", s.getAdminItems)
 	admin.POST("/api/items", s.postItem)
 	admin.POST("/api/polls", s.postPoll)
+	admin.GET("/api/polls", s.getPolls)
+	admin.POST("/api/polls/:poll/close", s.postClosePoll)
 	admin.GET("/api/audit/votes", s.getAuditVotes)
+	admin.GET("/api/polls/:poll/audit", s.getAuditVotes)
 	admin.GET("/api/audit/orders", s.getAuditOrders)
 	// Form posts from another origin are refused (Sec-Fetch-Site / Origin).
 	s.handler = httpx.CrossOriginProtection(r)
@@ -243,6 +249,15 @@ type pollRequest struct {
 	ID      string   `json:"id"`
 	Title   string   `json:"title"`
 	Options []string `json:"options"`
+	// RFC 3339 times, e.g. 2027-02-07T23:00:00Z; empty is no bound.
+	OpensAt  string `json:"opens_at"`
+	ClosesAt string `json:"closes_at"`
+}
+
+// PollView is a poll as admin lists it: with its state now.
+type PollView struct {
+	surge.Poll
+	State string `json:"state"`
 }
 
 func (s *Server) postPoll(c *gin.Context) {
@@ -253,7 +268,7 @@ func (s *Server) postPoll(c *gin.Context) {
 		return
 	}
 	if form != nil {
-		req = pollRequest{ID: form.Get("id"), Title: form.Get("title")}
+		req = pollRequest{ID: form.Get("id"), Title: form.Get("title"), OpensAt: form.Get("opens_at"), ClosesAt: form.Get("closes_at")}
 		for _, o := range strings.FieldsFunc(form.Get("options"), func(r rune) bool { return r == ',' || r == '\n' }) {
 			if o = strings.TrimSpace(o); o != "" {
 				req.Options = append(req.Options, o)
@@ -264,6 +279,10 @@ func (s *Server) postPoll(c *gin.Context) {
 	if p.Title == "" {
 		p.Title = p.ID
 	}
+	if p.OpensAt, p.ClosesAt, err = parseWindow(req.OpensAt, req.ClosesAt); err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
 	if err := s.store.CreatePoll(c.Request.Context(), p); err != nil {
 		httpx.Error(c, s.log, err)
 		return
@@ -272,7 +291,60 @@ func (s *Server) postPoll(c *gin.Context) {
 		c.Redirect(http.StatusSeeOther, "/admin")
 		return
 	}
-	c.JSON(http.StatusCreated, p)
+	c.JSON(http.StatusCreated, PollView{p.UTC(), p.State(s.now())})
+}
+
+// parseWindow reads a poll's opening and closing times (RFC 3339; empty is
+// no bound), naming the field at fault.
+func parseWindow(opens, closes string) (opensAt, closesAt *time.Time, err error) {
+	fields := map[string]string{}
+	parse := func(field, v string) *time.Time {
+		if v = strings.TrimSpace(v); v == "" {
+			return nil
+		}
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			fields[field] = "must be a time such as 2027-02-07T23:00:00Z (RFC 3339)"
+			return nil
+		}
+		t = t.UTC()
+		return &t
+	}
+	opensAt, closesAt = parse("opens_at", opens), parse("closes_at", closes)
+	if len(fields) > 0 {
+		return nil, nil, &surge.Error{Code: surge.EINVALID, Message: "invalid poll times", Fields: fields}
+	}
+	return opensAt, closesAt, nil
+}
+
+// getPolls lists every stored poll with its window and state.
+func (s *Server) getPolls(c *gin.Context) {
+	polls, err := s.store.Polls(c.Request.Context())
+	views := make([]PollView, 0, len(polls))
+	for _, p := range polls {
+		views = append(views, PollView{p.UTC(), p.State(s.now())})
+	}
+	httpx.List(c, s.log, views, err)
+}
+
+// postClosePoll closes a poll now: votes captured from now on are refused;
+// votes captured before still count when they are drained.
+func (s *Server) postClosePoll(c *gin.Context) {
+	id := c.Param("poll")
+	if !surge.ValidSlug(id) {
+		httpx.Error(c, s.log, surge.Errorf(surge.ENOTFOUND, "unknown poll %q", id))
+		return
+	}
+	p, err := s.store.ClosePoll(c.Request.Context(), id, s.now().UTC())
+	if err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
+	if httpx.WantsHTML(c.Request) {
+		c.Redirect(http.StatusSeeOther, "/admin")
+		return
+	}
+	c.JSON(http.StatusOK, PollView{p.UTC(), p.State(s.now())})
 }
 
 func (s *Server) getAdminItems(c *gin.Context) {
@@ -288,6 +360,15 @@ func (s *Server) renderAdminPage(c *gin.Context, status int, formErr error, name
 		httpx.Error(c, s.log, err)
 		return
 	}
+	polls, err := s.store.Polls(c.Request.Context())
+	if err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
+	views := make([]PollView, 0, len(polls))
+	for _, p := range polls {
+		views = append(views, PollView{p.UTC(), p.State(s.now())})
+	}
 	var fields map[string]string
 	var se *surge.Error
 	if errors.As(formErr, &se) {
@@ -299,21 +380,10 @@ func (s *Server) renderAdminPage(c *gin.Context, status int, formErr error, name
 	c.Header("Content-Type", "text/html; charset=utf-8")
 	c.Status(status)
 	if err := ui.Render(c.Writer, "admin.html", ui.Page{Title: "Admin", Node: s.cfg.Node, Data: map[string]any{
-		"Items": items, "Errors": fields, "Name": name, "Quantity": quantity, "Price": price,
+		"Items": items, "Polls": views, "Errors": fields, "Name": name, "Quantity": quantity, "Price": price,
 	}}); err != nil {
 		s.log.Error("render admin page", "err", err)
 	}
-}
-
-// getAuditVotes lists the vote that counts for every voter of a poll, so a
-// load tool can check each acknowledged vote against what was counted.
-func (s *Server) getAuditVotes(c *gin.Context) {
-	poll := c.Query("poll")
-	if poll == "" {
-		poll = surge.DefaultPollID
-	}
-	votes, err := s.store.CountedVotes(c.Request.Context(), poll)
-	httpx.List(c, s.log, votes, err)
 }
 
 // getAuditOrders lists every applied order.

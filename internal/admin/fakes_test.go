@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/surge-vote/surge/internal/admin"
 	"github.com/surge-vote/surge/internal/postgres"
@@ -21,6 +22,7 @@ type fakeStore struct {
 	mu     sync.Mutex
 	events []string
 	items  []surge.Item
+	polls  []surge.Poll
 	err    error
 }
 
@@ -70,11 +72,43 @@ func (s *fakeStore) CreatePoll(ctx context.Context, p surge.Poll) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	return s.add("create-poll %s %v", p.ID, p.Options)
+	if err := s.add("create-poll %s %v", p.ID, p.Options); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.polls = append(s.polls, p)
+	return nil
 }
 
-func (s *fakeStore) CountedVotes(ctx context.Context, poll string) ([]postgres.VoteRecord, error) {
-	return nil, s.add("counted-votes %s", poll)
+func (s *fakeStore) Polls(ctx context.Context) ([]surge.Poll, error) {
+	if err := s.add("polls"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.polls), nil
+}
+
+func (s *fakeStore) ClosePoll(ctx context.Context, id string, at time.Time) (surge.Poll, error) {
+	if err := s.add("close-poll %s", id); err != nil {
+		return surge.Poll{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, p := range s.polls {
+		if p.ID == id {
+			if p.ClosesAt == nil || at.Before(*p.ClosesAt) {
+				s.polls[i].ClosesAt = &at
+			}
+			return s.polls[i], nil
+		}
+	}
+	return surge.Poll{}, surge.Errorf(surge.ENOTFOUND, "unknown poll %q", id)
+}
+
+func (s *fakeStore) CountedVotes(ctx context.Context, poll, after string, limit int) ([]postgres.VoteRecord, error) {
+	return nil, s.add("counted-votes %s after %q limit %d", poll, after, limit)
 }
 
 func (s *fakeStore) AppliedOrders(ctx context.Context) ([]postgres.OrderRecord, error) {
@@ -100,7 +134,22 @@ func TestAdminOnAFakeStore(t *testing.T) {
 		{"POST", "/admin/api/items", `{"name":"","quantity":-1}`, true, 400, nil}, // refused before the store
 		{"GET", "/admin/api/items", "", true, 200, []string{"items"}},
 		{"POST", "/admin/api/polls", `{"id":"tea","options":["yes","no"]}`, true, 201, []string{"create-poll tea [yes no]"}},
-		{"GET", "/admin/api/audit/votes", "", true, 200, []string{"counted-votes " + surge.DefaultPollID}},
+		{"POST", "/admin/api/polls", `{"id":"final","options":["a","b"],"opens_at":"2027-02-07T22:00:00Z","closes_at":"2027-02-08T22:00:00+01:00"}`, true, 201, []string{"create-poll final [a b]"}},
+		{"POST", "/admin/api/polls", `{"id":"bad-time","options":["a","b"],"closes_at":"tomorrow"}`, true, 400, nil},
+		{"POST", "/admin/api/polls", `{"id":"bad-time","options":["a","b"],"closes_at":1}`, true, 400, nil},
+		{"POST", "/admin/api/polls", `{"id":"backwards","options":["a","b"],"opens_at":"2027-02-08T00:00:00Z","closes_at":"2027-02-07T00:00:00Z"}`, true, 400, nil},
+		{"GET", "/admin/api/polls", "", true, 200, []string{"polls"}},
+		{"POST", "/admin/api/polls/tea/close", "", false, 401, nil},
+		{"POST", "/admin/api/polls/tea/close", "", true, 200, []string{"close-poll tea"}},
+		{"POST", "/admin/api/polls/no-such-poll/close", "", true, 404, []string{"close-poll no-such-poll"}},
+		{"POST", "/admin/api/polls/Not_A_Slug/close", "", true, 404, nil},
+		{"GET", "/admin/api/audit/votes", "", true, 404, []string{"polls"}}, // no such poll in the fake
+		{"GET", "/admin/api/audit/votes?poll=tea", "", true, 200, []string{"polls", `counted-votes tea after "" limit 5000`}},
+		{"GET", "/admin/api/polls/tea/audit?after=v1&limit=2&format=csv", "", true, 200, []string{"polls", `counted-votes tea after "v1" limit 2`}},
+		{"GET", "/admin/api/polls/tea/audit?limit=0", "", true, 400, nil},
+		{"GET", "/admin/api/polls/tea/audit?limit=50001", "", true, 400, nil},
+		{"GET", "/admin/api/polls/tea/audit?format=xml", "", true, 400, nil},
+		{"GET", "/admin/api/polls/Bad_Poll/audit", "", true, 404, nil},
 		{"GET", "/admin/api/audit/orders", "", true, 200, []string{"applied-orders"}},
 		{"GET", "/healthz", "", false, 200, []string{"ping"}},
 	} {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/surge-vote/surge/internal/admin"
 	"github.com/surge-vote/surge/internal/httpx/httpxtest"
+	"github.com/surge-vote/surge/internal/surge"
 	"github.com/surge-vote/surge/internal/postgres"
 	"github.com/surge-vote/surge/internal/testenv"
 )
@@ -117,6 +118,12 @@ func TestHostileAdminRequests(t *testing.T) {
 		{Name: "item form name escaped NUL", Path: "/admin/api/items", ContentType: httpxtest.Form, Body: "name=Mu%00g&quantity=1&price=1", Status: 400},
 		{Name: "poll JSON title with a stray byte", Path: "/admin/api/polls", ContentType: httpxtest.JSON, Body: "{\"id\":\"tea\",\"title\":\"T\xffa\",\"options\":[\"yes\",\"no\"]}", Status: 400},
 		{Name: "poll form option escaped invalid byte", Path: "/admin/api/polls", ContentType: httpxtest.Form, Body: "id=tea&title=Tea&options=y%FFs,no", Status: 400},
+		{Name: "poll closes_at not a time", Path: "/admin/api/polls", ContentType: httpxtest.JSON, Body: `{"id":"tea","options":["yes","no"],"closes_at":"tomorrow"}`, Status: 400},
+		{Name: "poll closes_at a number", Path: "/admin/api/polls", ContentType: httpxtest.JSON, Body: `{"id":"tea","options":["yes","no"],"closes_at":1893456000}`, Status: 400},
+		{Name: "poll closes_at without zone", Path: "/admin/api/polls", ContentType: httpxtest.JSON, Body: `{"id":"tea","options":["yes","no"],"closes_at":"2030-01-01T00:00:00"}`, Status: 400},
+		{Name: "poll closes before it opens", Path: "/admin/api/polls", ContentType: httpxtest.JSON, Body: `{"id":"tea","options":["yes","no"],"opens_at":"2030-01-02T00:00:00Z","closes_at":"2030-01-01T00:00:00Z"}`, Status: 400},
+		{Name: "poll closes as it opens", Path: "/admin/api/polls", ContentType: httpxtest.JSON, Body: `{"id":"tea","options":["yes","no"],"opens_at":"2030-01-01T00:00:00Z","closes_at":"2030-01-01T01:00:00+01:00"}`, Status: 400},
+		{Name: "poll form opens_at not a time", Path: "/admin/api/polls", ContentType: httpxtest.Form, Body: "id=tea&title=Tea&options=yes,no&opens_at=soon", Status: 400},
 
 		// Paths that do not exist.
 		{Name: "GET /admin/api/nope", Method: http.MethodGet, Path: "/admin/api/nope", Status: 404},
@@ -157,7 +164,9 @@ func TestHostileAdminWrongMethodIs405(t *testing.T) {
 	httpxtest.Run(t, ts.URL, asAdmin, []httpxtest.Hostile{
 		{Name: "DELETE items", Method: http.MethodDelete, Path: "/admin/api/items", Status: 405},
 		{Name: "PUT items", Method: http.MethodPut, Path: "/admin/api/items", ContentType: httpxtest.JSON, Body: `{"name":"Mug","quantity":1,"price":"1"}`, Status: 405},
-		{Name: "GET polls", Method: http.MethodGet, Path: "/admin/api/polls", Status: 405},
+		{Name: "PUT polls", Method: http.MethodPut, Path: "/admin/api/polls", ContentType: httpxtest.JSON, Body: `{"id":"tea","options":["yes","no"]}`, Status: 405},
+		{Name: "GET close", Method: http.MethodGet, Path: "/admin/api/polls/" + surge.DefaultPollID + "/close", Status: 405},
+		{Name: "POST audit", Method: http.MethodPost, Path: "/admin/api/polls/" + surge.DefaultPollID + "/audit", Status: 405},
 		{Name: "DELETE polls", Method: http.MethodDelete, Path: "/admin/api/polls", Status: 405},
 	}, pgUntouched(db, pgState(t, db)))
 }

@@ -379,6 +379,13 @@ func (s *Server) postVote(c *gin.Context) {
 		httpx.Error(c, s.log, surge.Errorf(surge.EINVALID, "unknown choice %q for poll %q", req.Choice, poll.ID))
 		return
 	}
+	// The capture time decides: the worker counts this vote, however late,
+	// only if it was cast inside the poll's window.
+	now := s.now()
+	if err := poll.Accepts(now); err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
 
 	id, known := voter.NewIdentity(), false
 	if ck, err := c.Request.Cookie(voter.CookieName); err == nil {
@@ -395,7 +402,6 @@ func (s *Server) postVote(c *gin.Context) {
 	if !known && !s.allow(c, s.newbies, s.clientAddr(c), "too many new voters from this address; try again later") {
 		return
 	}
-	now := s.now()
 	id.Version = surge.NextVersion(now, id.Version)
 	vote := surge.Vote{
 		ID: ulid.Make().String(), Poll: poll.ID, Choice: req.Choice,
@@ -452,7 +458,7 @@ func choiceCookie(poll string) string { return "surge_choice_" + poll }
 func (s *Server) renderVotePage(c *gin.Context, poll surge.Poll, voted, current string) {
 	c.Header("Content-Type", "text/html; charset=utf-8")
 	err := ui.Render(c.Writer, "vote.html", ui.Page{Title: poll.Title, Node: s.cfg.Node, Data: map[string]any{
-		"Poll": poll, "Voted": voted, "VotedNode": s.cfg.Node, "Current": current,
+		"Poll": poll, "Voted": voted, "VotedNode": s.cfg.Node, "Current": current, "State": poll.State(s.now()),
 	}})
 	if err != nil {
 		s.log.Error("render vote page", "err", err)

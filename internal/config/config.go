@@ -17,6 +17,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
@@ -90,6 +91,7 @@ func Load(dst any, fs *pflag.FlagSet, args []string, getenv func(string) string)
 	}
 	if err := v.Unmarshal(dst, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
 		mapstructure.StringToTimeDurationHookFunc(),
+		mapstructure.StringToTimeHookFunc(time.RFC3339), // poll windows
 		mapstructure.StringToSliceHookFunc(","),
 	))); err != nil {
 		return fmt.Errorf("decode config: %w", err)

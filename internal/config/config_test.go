@@ -16,8 +16,9 @@ type testRedis struct {
 }
 
 type testPoll struct {
-	ID      string   `mapstructure:"id"`
-	Options []string `mapstructure:"options"`
+	ID       string     `mapstructure:"id"`
+	Options  []string   `mapstructure:"options"`
+	ClosesAt *time.Time `mapstructure:"closes_at"`
 }
 
 type testConfig struct {
@@ -88,6 +89,12 @@ func TestLoad(t *testing.T) {
 					t.Fatalf("polls = %+v", c.Polls)
 				}
 			}},
+		{"RFC 3339 times", map[string]string{"SURGE_POLLS": `[{"id":"tea","options":["yes","no"],"closes_at":"2027-02-08T00:00:00+01:00"}]`}, nil,
+			func(t *testing.T, c testConfig) {
+				if len(c.Polls) != 1 || c.Polls[0].ClosesAt == nil || !c.Polls[0].ClosesAt.Equal(time.Date(2027, 2, 7, 23, 0, 0, 0, time.UTC)) {
+					t.Fatalf("polls = %+v", c.Polls)
+				}
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,6 +119,7 @@ func TestLoadErrors(t *testing.T) {
 		{"missing secret file", map[string]string{"SURGE_REDIS_PASSWORD_FILE": "/nonexistent/pw"}},
 		{"bad JSON", map[string]string{"SURGE_POLLS": `[{"id":`}},
 		{"bad duration", map[string]string{"SURGE_TIMEOUT": "soon"}},
+		{"bad time", map[string]string{"SURGE_POLLS": `[{"id":"tea","options":["yes","no"],"closes_at":"tomorrow"}]`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

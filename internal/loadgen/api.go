@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -23,17 +24,23 @@ type api struct {
 }
 
 func (a *api) do(ctx context.Context, method string, u *url.URL, auth bool, body any, out any) (int, error) {
+	status, _, err := a.exchange(ctx, method, u, auth, body, out)
+	return status, err
+}
+
+// exchange is do that also returns the answer's header.
+func (a *api) exchange(ctx context.Context, method string, u *url.URL, auth bool, body any, out any) (int, http.Header, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -44,22 +51,22 @@ func (a *api) do(ctx context.Context, method string, u *url.URL, auth bool, body
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", method, u.Path, err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, u.Path, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
-		return resp.StatusCode, fmt.Errorf("%s %s: %w", method, u.Path, err)
+		return resp.StatusCode, resp.Header, fmt.Errorf("%s %s: %w", method, u.Path, err)
 	}
 	if resp.StatusCode >= 300 {
-		return resp.StatusCode, fmt.Errorf("%s %s: %s: %s", method, u.Path, resp.Status, strings.TrimSpace(string(data[:min(len(data), 300)])))
+		return resp.StatusCode, resp.Header, fmt.Errorf("%s %s: %s: %s", method, u.Path, resp.Status, strings.TrimSpace(string(data[:min(len(data), 300)])))
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: decode answer: %w", method, u.Path, err)
+			return resp.StatusCode, resp.Header, fmt.Errorf("%s %s: decode answer: %w", method, u.Path, err)
 		}
 	}
-	return resp.StatusCode, nil
+	return resp.StatusCode, resp.Header, nil
 }
 
 type apiItem struct {
@@ -190,13 +197,30 @@ func (a *api) waitDrained(ctx context.Context, timeout time.Duration, progress f
 	}
 }
 
+// auditVotes reads every page of a poll's audit, following each answer's
+// Link rel="next".
 func (a *api) auditVotes(ctx context.Context, poll string) ([]AuditVote, error) {
-	u := a.admin.JoinPath("admin", "api", "audit", "votes")
-	u.RawQuery = url.Values{"poll": {poll}}.Encode()
-	var votes []AuditVote
-	_, err := a.do(ctx, http.MethodGet, u, true, nil, &votes)
-	return votes, err
+	u := a.admin.JoinPath("admin", "api", "polls", poll, "audit")
+	var all []AuditVote
+	for u != nil {
+		var page []AuditVote
+		_, h, err := a.exchange(ctx, http.MethodGet, u, true, nil, &page)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		u = nil
+		if m := nextLink.FindStringSubmatch(h.Get("Link")); m != nil {
+			if u, err = a.admin.Parse(m[1]); err != nil {
+				return nil, fmt.Errorf("audit of %s: next page: %w", poll, err)
+			}
+		}
+	}
+	return all, nil
 }
+
+// nextLink finds the next page's address in a Link header as admin writes it.
+var nextLink = regexp.MustCompile(`<([^>]+)>;\s*rel="next"`)
 
 func (a *api) auditOrders(ctx context.Context) ([]AuditOrder, error) {
 	var orders []AuditOrder

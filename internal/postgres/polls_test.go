@@ -117,3 +117,107 @@ func TestCommitSequence(t *testing.T) {
 		prev = got
 	}
 }
+
+// The capture time decides: a vote cast before the close counts however late
+// it is drained; one cast after it, or before the poll opens, never counts.
+// Closing early moves the close to the time of closing, never later.
+func TestPollWindowDecidesByCaptureTime(t *testing.T) {
+	db := testenv.Postgres(t)
+	ctx := context.Background()
+	opens := time.Date(2027, 2, 7, 22, 0, 0, 0, time.UTC)
+	closes := opens.Add(2 * time.Hour)
+	poll := surge.Poll{ID: "final", Title: "Final?", Options: []string{"yes", "no"}, OpensAt: &opens, ClosesAt: &closes}
+	if err := db.CreatePoll(ctx, poll); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := db.Polls(ctx)
+	if err != nil || len(stored) != 1 || !stored[0].OpensAt.Equal(opens) || !stored[0].ClosesAt.Equal(closes) {
+		t.Fatalf("Polls = %+v, %v; want the window %v..%v", stored, err, opens, closes)
+	}
+	cast := func(id string, at time.Time) surge.Vote {
+		return surge.Vote{ID: id, Poll: "final", Choice: "yes", Voter: "voter-" + id, Version: 1, At: at}
+	}
+	last := closes.Add(-time.Millisecond)
+	batch := []surge.Vote{
+		cast("early", opens.Add(-time.Second)), // before it opened
+		cast("first", opens),                   // the first moment
+		cast("last", last),                     // the last moment, drained after the close (now)
+		cast("late", closes),                   // at the close: too late
+		cast("later", closes.Add(time.Minute)), // a frontend with a stale cache took it
+	}
+	rejected, err := db.ApplyVotes(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ids(rejected), []string{"early", "late", "later"}; !slices.Equal(got, want) {
+		t.Fatalf("rejected %v, want %v", got, want)
+	}
+	if res, err := db.Results(ctx, "final"); err != nil || res.Counts["yes"] != 2 || res.Total != 2 {
+		t.Fatalf("results %+v, %v; want 2 yes (first and last)", res, err)
+	}
+
+	// Closing early: at a time before the set close, votes cast after it stop counting.
+	early := opens.Add(time.Hour)
+	p, err := db.ClosePoll(ctx, "final", early)
+	if err != nil || !p.ClosesAt.Equal(early) || p.State(early) != surge.PollClosed {
+		t.Fatalf("ClosePoll = %+v, %v; want closed at %v", p, err, early)
+	}
+	// Closing again later keeps the earlier close.
+	if p, err := db.ClosePoll(ctx, "final", closes.Add(time.Hour)); err != nil || !p.ClosesAt.Equal(early) {
+		t.Fatalf("second ClosePoll = %+v, %v; want the close kept at %v", p, err, early)
+	}
+	rejected, err = db.ApplyVotes(ctx, []surge.Vote{cast("before-early", early.Add(-time.Second)), cast("after-early", early.Add(time.Second))})
+	if got := ids(rejected); err != nil || !slices.Equal(got, []string{"after-early"}) {
+		t.Fatalf("after closing early: rejected %v, %v; want [after-early]", got, err)
+	}
+	if _, err := db.ClosePoll(ctx, "nope", early); surge.ErrorCode(err) != surge.ENOTFOUND {
+		t.Fatalf("closing an unknown poll: %v, want not found", err)
+	}
+
+	// A scheduled poll closed before it opens: it never opens.
+	if err := db.CreatePoll(ctx, surge.Poll{ID: "cancelled", Title: "?", Options: []string{"a", "b"}, OpensAt: &closes}); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := db.ClosePoll(ctx, "cancelled", early); err != nil || p.State(closes.Add(time.Hour)) != surge.PollClosed {
+		t.Fatalf("closing a scheduled poll: %+v, %v; want closed for good", p, err)
+	}
+}
+
+// The audit is read a page at a time, in voter order, each page starting
+// after the last voter of the one before; together the pages are every
+// counted vote once, with when and where it was cast.
+func TestCountedVotesPages(t *testing.T) {
+	db := testenv.Postgres(t)
+	ctx := context.Background()
+	db.EnsurePolls(ctx, surge.DefaultPolls())
+	cast := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	var batch []surge.Vote
+	for _, voter := range []string{"e", "a", "d", "b", "c"} {
+		batch = append(batch, surge.Vote{ID: "id-" + voter, Poll: surge.DefaultPollID, Choice: "cats", Voter: voter, Version: 1, Node: "web-1", At: cast})
+	}
+	if _, err := db.ApplyVotes(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	var pages [][]string
+	for after := ""; ; {
+		page, err := db.CountedVotes(ctx, surge.DefaultPollID, after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		var voters []string
+		for _, v := range page {
+			if v.Node != "web-1" || v.CastAt == nil || !v.CastAt.Equal(cast) || v.CommittedAt.IsZero() {
+				t.Fatalf("audit row %+v: want node web-1, cast at %v and a commit time", v, cast)
+			}
+			voters = append(voters, v.Voter)
+		}
+		pages = append(pages, voters)
+		after = page[len(page)-1].Voter
+	}
+	if want := [][]string{{"a", "b"}, {"c", "d"}, {"e"}}; !slices.EqualFunc(pages, want, slices.Equal) {
+		t.Fatalf("pages %v, want %v", pages, want)
+	}
+}

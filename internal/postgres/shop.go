@@ -102,7 +102,8 @@ func (db *DB) CreatePoll(ctx context.Context, p surge.Poll) error {
 		return err
 	}
 	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO polls (id, title) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, p.ID, p.Title)
+		tag, err := tx.Exec(ctx, `INSERT INTO polls (id, title, opens_at, closes_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING`,
+			p.ID, p.Title, p.OpensAt, p.ClosesAt)
 		if err != nil {
 			return err
 		}
@@ -303,20 +304,33 @@ func orderConflicts(ctx context.Context, tx pgx.Tx, orders, firsts []surge.Order
 
 // VoteRecord is the vote that counts for one voter.
 type VoteRecord struct {
-	Voter   string `json:"voter"`
-	Choice  string `json:"choice"`
-	Version int64  `json:"version"`
-	EventID string `json:"event_id"`
+	Voter       string     `json:"voter"`
+	Choice      string     `json:"choice"`
+	Version     int64      `json:"version"`
+	EventID     string     `json:"event_id"`
+	Node        string     `json:"node"`              // the frontend that captured it
+	CastAt      *time.Time `json:"cast_at,omitempty"` // when it was captured
+	CommittedAt time.Time  `json:"committed_at"`
 }
 
-// CountedVotes returns the vote that counts for every voter of a poll, for
-// audits such as the load tool's verification.
-func (db *DB) CountedVotes(ctx context.Context, poll string) ([]VoteRecord, error) {
-	rows, err := db.Pool.Query(ctx, `SELECT voter, choice, version, event_id FROM votes WHERE poll = $1 ORDER BY voter`, poll)
+// CountedVotes returns the vote that counts for each voter of a poll, for
+// audits such as the load tool's verification: at most limit of them, in
+// voter order, starting after the voter after ("" for the first page).
+func (db *DB) CountedVotes(ctx context.Context, poll, after string, limit int) ([]VoteRecord, error) {
+	rows, err := db.Pool.Query(ctx, `
+		SELECT voter, choice, version, event_id, node, cast_at, committed_at FROM votes
+		WHERE poll = $1 AND voter > $2 ORDER BY voter LIMIT $3`, poll, after, limit)
 	if err != nil {
 		return nil, db.classify(fmt.Errorf("counted votes of %s: %w", poll, err))
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[VoteRecord])
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (VoteRecord, error) {
+		v, err := pgx.RowToStructByPos[VoteRecord](r)
+		if v.CastAt != nil {
+			*v.CastAt = v.CastAt.UTC()
+		}
+		v.CommittedAt = v.CommittedAt.UTC()
+		return v, err
+	})
 	if err != nil {
 		return nil, db.classify(fmt.Errorf("counted votes of %s: %w", poll, err))
 	}
@@ -343,4 +357,37 @@ func (db *DB) AppliedOrders(ctx context.Context) ([]OrderRecord, error) {
 		return nil, db.classify(fmt.Errorf("applied orders: %w", err))
 	}
 	return out, nil
+}
+
+// ClosePoll closes a poll at the given time, or keeps its earlier closing
+// time, and returns the poll as it now is. Votes cast before the close still
+// count when they are drained later. An unknown poll is ENOTFOUND.
+func (db *DB) ClosePoll(ctx context.Context, id string, at time.Time) (surge.Poll, error) {
+	var p surge.Poll
+	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `
+			UPDATE polls SET closes_at = least(coalesce(closes_at, $2), $2),
+				-- a poll closed before it opened never opens
+				opens_at = CASE WHEN opens_at >= least(coalesce(closes_at, $2), $2) THEN NULL ELSE opens_at END
+			WHERE id = $1
+			RETURNING id, title, opens_at, closes_at,
+				(SELECT array_agg(option ORDER BY position, option) FROM poll_options WHERE poll = $1)`, id, at).
+			Scan(&p.ID, &p.Title, &p.OpensAt, &p.ClosesAt, &p.Options)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return surge.Errorf(surge.ENOTFOUND, "unknown poll %q", id)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, PollsChannel, id)
+		return err
+	})
+	var se *surge.Error
+	if errors.As(err, &se) {
+		return surge.Poll{}, err
+	}
+	if err != nil {
+		return surge.Poll{}, db.classify(fmt.Errorf("close poll %s: %w", id, err))
+	}
+	return p.UTC(), nil
 }

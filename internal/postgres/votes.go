@@ -42,10 +42,17 @@ func (db *DB) ApplyOrders(ctx context.Context, orders []surge.Order) ([]surge.Or
 // applyOrders. Vote locks are taken before stock locks by every worker.
 func (db *DB) Apply(ctx context.Context, votes []surge.Vote, orders []surge.Order) (rejected []surge.Vote, outcomes []surge.OrderOutcome, err error) {
 	latest := make(map[voteKey]surge.Vote, len(votes))
+	windows, err := db.windows(ctx, votes)
+	if err != nil {
+		return nil, nil, surge.Unavailable("database", err)
+	}
 	for _, v := range votes {
 		ok, err := db.knownOption(ctx, v.Poll, v.Choice)
 		if err != nil {
 			return nil, nil, surge.Unavailable("database", err)
+		}
+		if w, bounded := windows[v.Poll]; bounded && w.Accepts(v.At) != nil {
+			ok = false // cast outside the poll's window: the capture time decides
 		}
 		if !ok {
 			rejected = append(rejected, v)
@@ -176,6 +183,36 @@ func voteColumns(votes []surge.Vote) []any {
 		}
 	}
 	return []any{polls, voters, choices, versions, events, nodes, at}
+}
+
+// windows returns the polls of votes that have an opening or closing time.
+// They are read for every batch, not cached: closing a poll early moves its
+// closing time, and a vote cast after it must not count.
+func (db *DB) windows(ctx context.Context, votes []surge.Vote) (map[string]surge.Poll, error) {
+	if len(votes) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, 0, 1)
+	for _, v := range votes {
+		if !slices.Contains(ids, v.Poll) {
+			ids = append(ids, v.Poll)
+		}
+	}
+	rows, err := db.Pool.Query(ctx, `SELECT id, opens_at, closes_at FROM polls
+		WHERE id = ANY($1) AND (opens_at IS NOT NULL OR closes_at IS NOT NULL)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read poll windows: %w", err)
+	}
+	windows := map[string]surge.Poll{}
+	var p surge.Poll
+	if _, err := pgx.ForEachRow(rows, []any{&p.ID, &p.OpensAt, &p.ClosesAt}, func() error {
+		windows[p.ID] = p
+		p = surge.Poll{}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read poll windows: %w", err)
+	}
+	return windows, nil
 }
 
 // knownOption reports whether poll has option. Options never go away, so

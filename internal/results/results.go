@@ -88,11 +88,12 @@ type Server struct {
 	log    *slog.Logger
 	reg    *prometheus.Registry
 	engine *gin.Engine
+	now    func() time.Time // a poll's state is judged by it
 }
 
 // New builds the routes.
 func New(node string, store Store, queued Queues, live *Live, log *slog.Logger) *Server {
-	s := &Server{node: node, store: store, queued: queued, live: live, log: log, reg: telemetry.NewRegistry()}
+	s := &Server{node: node, store: store, queued: queued, live: live, log: log, reg: telemetry.NewRegistry(), now: time.Now}
 	s.reg.MustRegister(live.Reads, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "surge_results_stream_clients", Help: "Connected live-result streams.",
 	}, func() float64 { return float64(live.Subscribers()) }))
@@ -104,6 +105,7 @@ func New(node string, store Store, queued Queues, live *Live, log *slog.Logger) 
 	r.GET("/results", s.getPage)
 	r.GET("/results/api/polls", s.getPolls)
 	r.GET("/results/api/polls/:poll", s.getPoll)
+	r.GET("/results/api/polls/:poll/export", s.getExport)
 	r.GET("/results/api/stream", s.getStream)
 	r.GET("/results/api/backlog", s.getBacklog)
 	r.GET("/orders/:id", s.getOrder)

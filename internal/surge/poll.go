@@ -1,6 +1,7 @@
 package surge
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -12,11 +13,45 @@ import (
 // DefaultPollID is the poll a vote goes to when it names none.
 const DefaultPollID = "cats-vs-dogs"
 
-// Poll is a question with a fixed set of options.
+// Poll is a question with a fixed set of options, open for votes from
+// OpensAt (if set) until ClosesAt (if set).
 type Poll struct {
 	ID      string   `json:"id" mapstructure:"id"`
 	Title   string   `json:"title" mapstructure:"title"`
 	Options []string `json:"options" mapstructure:"options"`
+	// OpensAt and ClosesAt bound when a vote may be cast; nil is no bound.
+	// The time a vote was captured decides, never the time it is counted.
+	OpensAt  *time.Time `json:"opens_at,omitempty" mapstructure:"opens_at"`
+	ClosesAt *time.Time `json:"closes_at,omitempty" mapstructure:"closes_at"`
+}
+
+// Poll states, as Poll.State reports them.
+const (
+	PollScheduled = "scheduled" // not open yet
+	PollOpen      = "open"
+	PollClosed    = "closed" // its tally is final
+)
+
+// State is the poll's state at t.
+func (p Poll) State(t time.Time) string {
+	switch {
+	case p.OpensAt != nil && t.Before(*p.OpensAt):
+		return PollScheduled
+	case p.ClosesAt != nil && !t.Before(*p.ClosesAt):
+		return PollClosed
+	}
+	return PollOpen
+}
+
+// Accepts refuses a vote cast at t outside the poll's window.
+func (p Poll) Accepts(t time.Time) error {
+	switch p.State(t) {
+	case PollScheduled:
+		return Errorf(ECONFLICT, "poll not open yet")
+	case PollClosed:
+		return Errorf(ECONFLICT, "poll closed")
+	}
+	return nil
 }
 
 var slugPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -35,6 +70,10 @@ func (p Poll) Validate() error {
 	}
 	if len(p.Options) < 2 || len(p.Options) > 10 {
 		return Errorf(EINVALID, "poll %q must have 2 to 10 options, has %d", p.ID, len(p.Options))
+	}
+	if p.OpensAt != nil && p.ClosesAt != nil && !p.OpensAt.Before(*p.ClosesAt) {
+		return &Error{Code: EINVALID, Message: fmt.Sprintf("poll %q must close after it opens", p.ID),
+			Fields: map[string]string{"closes_at": "must be after opens_at"}}
 	}
 	seen := make(map[string]bool, len(p.Options))
 	for _, o := range p.Options {
@@ -68,4 +107,17 @@ type Results struct {
 	// UpdatedAt is when a commit last changed the counts (the poll's
 	// creation until one does).
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// UTC returns the poll with its window in UTC, as it is shown.
+func (p Poll) UTC() Poll {
+	utc := func(t *time.Time) *time.Time {
+		if t == nil {
+			return nil
+		}
+		u := t.UTC()
+		return &u
+	}
+	p.OpensAt, p.ClosesAt = utc(p.OpensAt), utc(p.ClosesAt)
+	return p
 }
