@@ -14,8 +14,8 @@ import (
 
 	"github.com/surge-vote/surge/internal/admin"
 	"github.com/surge-vote/surge/internal/httpx/httpxtest"
-	"github.com/surge-vote/surge/internal/surge"
 	"github.com/surge-vote/surge/internal/postgres"
+	"github.com/surge-vote/surge/internal/surge"
 	"github.com/surge-vote/surge/internal/testenv"
 )
 

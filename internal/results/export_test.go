@@ -74,7 +74,7 @@ func TestExportIsFinalOnceClosedAndDrained(t *testing.T) {
 	}
 	for path, want := range map[string]int{
 		"/results/api/polls/final/export?format=xml": 400,
-		"/results/api/polls/nope/export":            404,
+		"/results/api/polls/nope/export":             404,
 	} {
 		if status, body := get(t, ts.URL+path); status != want || !strings.Contains(body, `"error"`) {
 			t.Fatalf("%s: %d %s, want %d with a JSON error", path, status, body, want)
