@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,7 +51,7 @@ func DefaultConfig() Config {
 		AdminLockout:   time.Minute,
 		TrustedProxies: httpx.PrivateProxies(),
 		Listen:         "127.0.0.1:8081",
-		MaxBody:        4 << 10,
+		MaxBody:        16 << 10, // an item description is up to 2,000 characters
 		LogLevel:       "info",
 	}
 }
@@ -58,7 +59,8 @@ func DefaultConfig() Config {
 // Store is what admin reads and writes: Postgres (*postgres.DB).
 type Store interface {
 	UpsertItem(ctx context.Context, in surge.ItemInput) (item surge.Item, created bool, err error)
-	Items(ctx context.Context) ([]surge.Item, error)
+	AllItems(ctx context.Context) ([]surge.Item, error) // retired ones included
+	RetireItem(ctx context.Context, id int64) (surge.Item, error)
 	CreatePoll(ctx context.Context, p surge.Poll) error
 	Polls(ctx context.Context) ([]surge.Poll, error)
 	ClosePoll(ctx context.Context, id string, at time.Time) (surge.Poll, error)
@@ -123,6 +125,7 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	admin.GET("", s.getAdminPage)
 	admin.GET("/api/items", s.getAdminItems)
 	admin.POST("/api/items", s.postItem)
+	admin.POST("/api/items/:id/retire", s.postRetireItem)
 	admin.POST("/api/polls", s.postPoll)
 	admin.GET("/api/polls", s.getPolls)
 	admin.POST("/api/polls/:poll/close", s.postClosePoll)
@@ -192,9 +195,11 @@ func (s *Server) requireAdmin(c *gin.Context) {
 }
 
 type itemRequest struct {
-	Name     string          `json:"name"`
-	Quantity json.RawMessage `json:"quantity"`
-	Price    json.RawMessage `json:"price"` // "12.50" or 12.5
+	Name        string          `json:"name"`
+	Quantity    json.RawMessage `json:"quantity"`
+	Price       json.RawMessage `json:"price"` // "12.50" or 12.5
+	Topic       *string         `json:"topic"`
+	Description *string         `json:"description"`
 }
 
 func (s *Server) postItem(c *gin.Context) {
@@ -210,6 +215,13 @@ func (s *Server) postItem(c *gin.Context) {
 		req.Name, quantity = form.Get("name"), json.Number(form.Get("quantity"))
 		p := form.Get("price")
 		price = &p
+		// An empty field on the form keeps what the item has.
+		if t := form.Get("topic"); t != "" {
+			req.Topic = &t
+		}
+		if d := form.Get("description"); d != "" {
+			req.Description = &d
+		}
 	} else if len(req.Price) > 0 && string(req.Price) != "null" {
 		p := string(req.Price) // a number literal, as written
 		if req.Price[0] == '"' {
@@ -221,6 +233,7 @@ func (s *Server) postItem(c *gin.Context) {
 		price = &p
 	}
 	in, err := surge.ParseItemInput(req.Name, quantity, price)
+	err = withDetails(&in, req.Topic, req.Description, err)
 	if err == nil {
 		var item surge.Item
 		var created bool
@@ -340,22 +353,61 @@ func (s *Server) postClosePoll(c *gin.Context) {
 		httpx.Error(c, s.log, err)
 		return
 	}
+	answer(c, PollView{p.UTC(), p.State(s.now())})
+}
+
+// answer ends an admin action: a browser (a form on the admin page) goes
+// back to the page, an API client gets v.
+func answer(c *gin.Context, v any) {
 	if httpx.WantsHTML(c.Request) {
 		c.Redirect(http.StatusSeeOther, "/admin")
 		return
 	}
-	c.JSON(http.StatusOK, PollView{p.UTC(), p.State(s.now())})
+	c.JSON(http.StatusOK, v)
+}
+
+// withDetails parses the topic and description into in, adding their
+// problems to err's fields (err is ParseItemInput's).
+func withDetails(in *surge.ItemInput, topic, description *string, err error) error {
+	fields := map[string]string{}
+	var se *surge.Error
+	if errors.As(err, &se) && se.Fields != nil {
+		fields = se.Fields
+	} else if err != nil {
+		return err
+	}
+	surge.ParseItemDetails(in, topic, description, fields)
+	if len(fields) > 0 {
+		return &surge.Error{Code: surge.EINVALID, Message: "invalid item", Fields: fields}
+	}
+	return nil
+}
+
+// postRetireItem takes an item off sale for good: it leaves the catalogue,
+// and an order line for it is rejected as unknown_item.
+func (s *Server) postRetireItem(c *gin.Context) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id < 1 {
+		httpx.Error(c, s.log, surge.Errorf(surge.ENOTFOUND, "unknown item %q", c.Param("id")))
+		return
+	}
+	item, err := s.store.RetireItem(c.Request.Context(), id)
+	if err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
+	answer(c, item)
 }
 
 func (s *Server) getAdminItems(c *gin.Context) {
-	items, err := s.store.Items(c.Request.Context())
+	items, err := s.store.AllItems(c.Request.Context())
 	httpx.List(c, s.log, items, err)
 }
 
 func (s *Server) getAdminPage(c *gin.Context) { s.renderAdminPage(c, http.StatusOK, nil, "", "", "") }
 
 func (s *Server) renderAdminPage(c *gin.Context, status int, formErr error, name, quantity, price string) {
-	items, err := s.store.Items(c.Request.Context())
+	items, err := s.store.AllItems(c.Request.Context())
 	if err != nil {
 		httpx.Error(c, s.log, err)
 		return

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func (s *fakeStore) snapshot() []string {
 }
 
 func (s *fakeStore) UpsertItem(ctx context.Context, in surge.ItemInput) (surge.Item, bool, error) {
-	if err := s.add("upsert %s %d", in.Name, in.Quantity); err != nil {
+	if err := s.add("upsert %s %d%s", in.Name, in.Quantity, details(in)); err != nil {
 		return surge.Item{}, false, err
 	}
 	s.mu.Lock()
@@ -59,7 +60,34 @@ func (s *fakeStore) UpsertItem(ctx context.Context, in surge.ItemInput) (surge.I
 	return it, true, nil
 }
 
-func (s *fakeStore) Items(ctx context.Context) ([]surge.Item, error) {
+// details shows the topic and description an upsert was given.
+func details(in surge.ItemInput) string {
+	var b strings.Builder
+	if in.Topic != nil {
+		fmt.Fprintf(&b, " topic=%q", *in.Topic)
+	}
+	if in.Description != nil {
+		fmt.Fprintf(&b, " description=%q", *in.Description)
+	}
+	return b.String()
+}
+
+func (s *fakeStore) RetireItem(ctx context.Context, id int64) (surge.Item, error) {
+	if err := s.add("retire %d", id); err != nil {
+		return surge.Item{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, it := range s.items {
+		if it.ID == id {
+			s.items[i].Retired = true
+			return s.items[i], nil
+		}
+	}
+	return surge.Item{}, surge.Errorf(surge.ENOTFOUND, "unknown item %d", id)
+}
+
+func (s *fakeStore) AllItems(ctx context.Context) ([]surge.Item, error) {
 	if err := s.add("items"); err != nil {
 		return nil, err
 	}
@@ -133,6 +161,17 @@ func TestAdminOnAFakeStore(t *testing.T) {
 		{"POST", "/admin/api/items", `{"name":"Mug","quantity":2}`, true, 200, []string{"upsert Mug 2"}},
 		{"POST", "/admin/api/items", `{"name":"","quantity":-1}`, true, 400, nil}, // refused before the store
 		{"GET", "/admin/api/items", "", true, 200, []string{"items"}},
+		{"POST", "/admin/api/items", `{"name":"Shoe","quantity":1,"price":"50","topic":" Shoes ","description":" Red, fast. "}`, true, 201, []string{`upsert Shoe 1 topic="shoes" description="Red, fast."`}},
+		{"POST", "/admin/api/items", `{"name":"Shoe","quantity":1,"topic":"not a slug"}`, true, 400, nil},
+		{"POST", "/admin/api/items", `{"name":"Shoe","quantity":1,"topic":"` + strings.Repeat("t", 41) + `"}`, true, 400, nil},
+		{"POST", "/admin/api/items", `{"name":"Shoe","quantity":1,"description":"` + strings.Repeat("d", 2001) + `"}`, true, 400, nil},
+		{"POST", "/admin/api/items", `{"name":"Shoe","quantity":1,"description":"bell\u0007"}`, true, 400, nil},
+		{"POST", "/admin/api/items", `{"name":"Shoe","quantity":1,"topic":7}`, true, 400, nil},
+		{"POST", "/admin/api/items/2/retire", "", false, 401, nil},
+		{"POST", "/admin/api/items/2/retire", "", true, 200, []string{"retire 2"}},
+		{"POST", "/admin/api/items/99/retire", "", true, 404, []string{"retire 99"}},
+		{"POST", "/admin/api/items/shoe/retire", "", true, 404, nil},
+		{"GET", "/admin/api/items/2/retire", "", true, 405, nil},
 		{"POST", "/admin/api/polls", `{"id":"tea","options":["yes","no"]}`, true, 201, []string{"create-poll tea [yes no]"}},
 		{"POST", "/admin/api/polls", `{"id":"final","options":["a","b"],"opens_at":"2027-02-07T22:00:00Z","closes_at":"2027-02-08T22:00:00+01:00"}`, true, 201, []string{"create-poll final [a b]"}},
 		{"POST", "/admin/api/polls", `{"id":"bad-time","options":["a","b"],"closes_at":"tomorrow"}`, true, 400, nil},

@@ -53,7 +53,7 @@ func pgUntouched(db *postgres.DB, before string) func(*testing.T) {
 
 func TestHostileAdminRequests(t *testing.T) {
 	ts, db := newAdmin(t)
-	big := strings.Repeat("a", 5000)
+	big := strings.Repeat("a", int(admin.DefaultConfig().MaxBody)+1)
 	const item = `"name":"Mug","quantity":1,"price":"1.00"`
 	const poll = `"id":"tea","title":"Tea?","options":["yes","no"]`
 	cases := []httpxtest.Hostile{

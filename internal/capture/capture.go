@@ -100,6 +100,8 @@ type Catalogue interface {
 	Poll(ctx context.Context, id string) (surge.Poll, bool)
 	HasItem(ctx context.Context, id int64) (bool, error)
 	ItemsJSON(ctx context.Context) ([]byte, error)
+	Item(ctx context.Context, id int64) (surge.Item, bool, error)
+	SearchJSON(ctx context.Context, q surge.ItemQuery) ([]byte, error)
 	Ready() bool // the stored polls have been loaded once
 }
 
@@ -346,6 +348,7 @@ func (s *Server) routes() (*gin.Engine, error) {
 	r.POST("/vote", s.postVote)
 	r.POST("/orders", s.postOrder)
 	r.GET("/api/items", s.getItems)
+	r.GET("/api/items/:id", s.getItem)
 	r.GET("/shop", s.getShop)
 	r.GET("/", s.getVotePage)
 	r.GET("/polls/:poll", s.getVotePage)

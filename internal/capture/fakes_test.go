@@ -70,6 +70,16 @@ func (c *fakeCatalogue) ItemsJSON(ctx context.Context) ([]byte, error) {
 	return []byte(`[{"id":7,"name":"Mug","quantity":3,"price":"12.50"}]`), nil
 }
 
+func (c *fakeCatalogue) Item(ctx context.Context, id int64) (surge.Item, bool, error) {
+	c.log.Add("item %d", id)
+	return surge.Item{ID: 7, Name: "Mug", Quantity: 3, Price: 1250}, id == 7, nil
+}
+
+func (c *fakeCatalogue) SearchJSON(ctx context.Context, q surge.ItemQuery) ([]byte, error) {
+	c.log.Add("search topic=%q q=%q limit=%d offset=%d", q.Topic, q.Words, q.Limit, q.Offset)
+	return []byte(`[]`), nil
+}
+
 func (c *fakeCatalogue) Ready() bool { return true }
 
 // fakeFrontend is a frontend on fakes, and their log.
@@ -137,5 +147,52 @@ func TestShopOnFakes(t *testing.T) {
 	}
 	if got := log.Snapshot(); !slices.Equal(got, []string{"items"}) {
 		t.Fatalf("the fakes were asked %q, want the catalogue once", got)
+	}
+}
+
+// Searches and lookups reach the catalogue only when every parameter is
+// valid; a bad one is a 400 naming it, an unknown id a 404.
+func TestCatalogueQueriesOnFakes(t *testing.T) {
+	ts, _, log := fakeFrontend(t)
+	long := strings.Repeat("w", surge.MaxSearchWords+1)
+	for _, step := range []struct {
+		path   string
+		status int
+		events []string
+	}{
+		{"/api/items?topic=Shoes&q=+red++running+shoe+", 200, []string{`search topic="shoes" q="red running shoe" limit=50 offset=0`}},
+		{"/api/items?limit=200&offset=10000", 200, []string{`search topic="" q="" limit=200 offset=10000`}},
+		{"/api/items?q=", 200, []string{`search topic="" q="" limit=50 offset=0`}},
+		{"/api/items?limit=0", 400, nil},
+		{"/api/items?limit=201", 400, nil},
+		{"/api/items?limit=ten", 400, nil},
+		{"/api/items?offset=-1", 400, nil},
+		{"/api/items?offset=10001", 400, nil},
+		{"/api/items?topic=no+spaces", 400, nil},
+		{"/api/items?topic=a&topic=b", 400, nil},
+		{"/api/items?q=" + long, 400, nil},
+		{"/api/items?q=%FF", 400, nil},
+		{"/api/items?q=a%00b", 400, nil},
+		{"/api/items?qq=typo", 400, nil},
+		{"/api/items/7", 200, []string{"item 7"}},
+		{"/api/items/8", 404, []string{"item 8"}},
+		{"/api/items/0", 404, nil},
+		{"/api/items/-1", 404, nil},
+		{"/api/items/mug", 404, nil},
+		{"/api/items/99999999999999999999", 404, nil},
+	} {
+		before := len(log.Snapshot())
+		resp, err := http.Get(ts.URL + step.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != step.status || (step.status != 200 && !strings.Contains(string(body), `"error"`)) {
+			t.Fatalf("GET %s: %d %s, want %d (JSON error if not 200)", step.path, resp.StatusCode, body, step.status)
+		}
+		if got := log.Snapshot()[before:]; !slices.Equal(got, step.events) {
+			t.Fatalf("GET %s: the catalogue was asked %q, want %q", step.path, got, step.events)
+		}
 	}
 }

@@ -188,10 +188,15 @@ func (s *Server) getShop(c *gin.Context) {
 	}
 }
 
-// getItems serves the catalogue from the cache.
+// getItems serves the catalogue from the cache, or a search of it
+// (?topic=&q=&limit=&offset=; see items.go).
 func (s *Server) getItems(c *gin.Context) {
 	if s.catalog == nil {
 		httpx.Error(c, s.log, surge.Errorf(surge.EUNAVAILABLE, "catalogue not configured"))
+		return
+	}
+	if len(c.Request.URL.RawQuery) > 0 {
+		s.searchItems(c)
 		return
 	}
 	b, err := s.catalog.ItemsJSON(c.Request.Context())

@@ -7,13 +7,16 @@ package catalog
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"maps"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
@@ -24,8 +27,9 @@ import (
 
 // Source is where the cache loads from.
 type Source interface {
-	Items(ctx context.Context) ([]surge.Item, error)
+	Items(ctx context.Context) ([]surge.Item, error) // the items on sale
 	ItemExists(ctx context.Context, id int64) (bool, error)
+	SearchItems(ctx context.Context, q surge.ItemQuery) ([]surge.Item, error)
 	Polls(ctx context.Context) ([]surge.Poll, error)
 }
 
@@ -42,6 +46,9 @@ const (
 	missTTL     = 5 * time.Second // an unknown id is not asked again for this long
 	maxMisses   = 10_000          // unknown ids remembered at once
 	missQueries = 50              // unknown ids asked about per second, overall
+
+	searchEntries = 1024 // searches kept per catalogue generation
+	searchQueries = 100  // searches not in the cache sent to Postgres per second, overall
 )
 
 // Cache holds the catalogue as ready-to-send JSON and the poll set.
@@ -51,7 +58,8 @@ type Cache struct {
 
 	mu        sync.Mutex
 	itemsJSON []byte
-	itemsGen  uint64 // the generation itemsJSON was loaded in
+	byID      map[int64]surge.Item // the items of itemsJSON
+	itemsGen  uint64               // the generation itemsJSON was loaded in
 	gen       atomic.Uint64
 	listening atomic.Bool
 	ready     chan struct{} // closed once the first load of the stored polls is over
@@ -60,12 +68,20 @@ type Cache struct {
 	configPolls []surge.Poll
 	polls       atomic.Pointer[map[string]surge.Poll]
 
-	// Item ids. Items are never deleted, so an id once seen stays known.
+	// Item ids on sale: replaced by each full load, so a retired item
+	// drops out at the first load after its NOTIFY.
 	known    map[int64]bool      // under mu
 	misses   map[int64]time.Time // under mu: ids not found, until when that answer stands
 	asking   singleflight.Group  // one query per unknown id at a time
 	askLimit *rate.Limiter       // queries about unknown ids, overall
 	now      func() time.Time
+
+	// Searches: answers kept until the catalogue changes (keyed by the
+	// generation too), one query per search at a time, and a bound on
+	// the queries that searches not seen before cost Postgres.
+	searches    *lru.Cache[searchKey, []byte]
+	searching   singleflight.Group
+	searchLimit *rate.Limiter
 
 	// Loads counts catalogue queries to Postgres.
 	Loads prometheus.Counter
@@ -75,10 +91,11 @@ type Cache struct {
 func New(src Source, configPolls []surge.Poll, log *slog.Logger) *Cache {
 	c := &Cache{src: src, log: log, configPolls: configPolls, ready: make(chan struct{}),
 		known: map[int64]bool{}, misses: map[int64]time.Time{}, now: time.Now,
-		askLimit: rate.NewLimiter(missQueries, missQueries),
+		askLimit: rate.NewLimiter(missQueries, missQueries), searchLimit: rate.NewLimiter(searchQueries, searchQueries),
 		Loads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "surge_catalog_db_loads_total", Help: "Catalogue reads that went to Postgres (cache misses).",
 		})}
+	c.searches, _ = lru.New[searchKey, []byte](searchEntries) // cannot fail: the size is positive
 	c.setPolls(nil)
 	return c
 }
@@ -94,10 +111,13 @@ func (c *Cache) Run(ctx context.Context, n Notifications) {
 		c.log.Warn("first catalogue load failed", "err", err)
 	}
 	n.Listen(ctx, c.log, []string{postgres.CatalogChannel, postgres.PollsChannel},
-		func(channel, _ string) {
+		func(channel, payload string) {
 			switch channel {
 			case postgres.CatalogChannel:
 				c.Invalidate()
+				if id, ok := strings.CutPrefix(payload, postgres.RetiredPrefix); ok {
+					c.forget(id)
+				}
 			case postgres.PollsChannel:
 				c.reloadPolls(ctx)
 			}
@@ -154,42 +174,114 @@ func (c *Cache) Invalidate() {
 	c.mu.Unlock()
 }
 
+// forget drops a retired item's id from the ids on sale, so an order for
+// it is refused before the next catalogue load.
+func (c *Cache) forget(id string) {
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	delete(c.known, n)
+	c.mu.Unlock()
+}
+
 // ItemsJSON returns the catalogue as JSON, from the cache when it is valid.
 // While the cache is not listening for changes, every read goes to Postgres.
 func (c *Cache) ItemsJSON(ctx context.Context) ([]byte, error) {
+	b, _, err := c.catalogue(ctx)
+	return b, err
+}
+
+// Item returns an item on sale by id, from the same copy as ItemsJSON.
+func (c *Cache) Item(ctx context.Context, id int64) (surge.Item, bool, error) {
+	_, byID, err := c.catalogue(ctx)
+	it, ok := byID[id]
+	return it, ok, err
+}
+
+func (c *Cache) catalogue(ctx context.Context) ([]byte, map[int64]surge.Item, error) {
 	gen := c.gen.Load()
 	c.mu.Lock()
 	if c.itemsJSON != nil && c.itemsGen == gen && c.listening.Load() {
-		b := c.itemsJSON
+		b, byID := c.itemsJSON, c.byID
 		c.mu.Unlock()
-		return b, nil
+		return b, byID, nil
 	}
 	c.mu.Unlock()
 	c.Loads.Inc()
 	items, err := c.src.Items(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if items == nil {
 		items = []surge.Item{}
 	}
 	b, err := json.Marshal(items)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	byID := make(map[int64]surge.Item, len(items))
+	for _, it := range items {
+		byID[it.ID] = it
 	}
 	c.mu.Lock()
-	for _, it := range items {
-		c.known[it.ID] = true
-	}
-	// Keep the copy only if nothing changed while it was loading.
+	// Keep the copy only if nothing changed while it was loading; then
+	// it is also the set of ids on sale (a retired one drops out).
 	if c.gen.Load() == gen {
-		c.itemsJSON, c.itemsGen = b, gen
+		c.itemsJSON, c.byID, c.itemsGen = b, byID, gen
+		c.known = make(map[int64]bool, len(items))
+	}
+	for id := range byID {
+		c.known[id] = true
 	}
 	c.mu.Unlock()
-	return b, nil
+	return b, byID, nil
 }
 
-// HasItem reports whether an item exists. Items it has seen are answered
+type searchKey struct {
+	gen uint64
+	q   surge.ItemQuery
+}
+
+// SearchJSON returns the items matching q as JSON. An answer is kept until
+// the catalogue changes; a search not kept costs one Postgres query, and at
+// most searchQueries of them a second overall are sent: past that the
+// answer is EUNAVAILABLE, so a flood of distinct searches cannot load
+// Postgres.
+func (c *Cache) SearchJSON(ctx context.Context, q surge.ItemQuery) ([]byte, error) {
+	key := searchKey{c.gen.Load(), q}
+	if b, ok := c.searches.Get(key); ok && c.listening.Load() {
+		return b, nil
+	}
+	v, err, _ := c.searching.Do(fmt.Sprintf("%d/%q/%q/%d/%d", key.gen, q.Topic, q.Words, q.Limit, q.Offset), func() (any, error) {
+		if !c.searchLimit.AllowN(c.now(), 1) {
+			return nil, surge.Errorf(surge.EUNAVAILABLE, "catalogue search busy; try again")
+		}
+		c.Loads.Inc()
+		items, err := c.src.SearchItems(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		if items == nil {
+			items = []surge.Item{}
+		}
+		b, err := json.Marshal(items)
+		if err != nil {
+			return nil, err
+		}
+		if c.gen.Load() == key.gen { // not from before a change
+			c.searches.Add(key, b)
+		}
+		return b, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.([]byte), nil
+}
+
+// HasItem reports whether an item is on sale. Items it has seen are answered
 // from memory. An id it has not seen may be an item created a moment ago
 // whose NOTIFY has not arrived, so it asks Postgres, once per id per
 // missTTL (a NOTIFY forgets the misses), and at most missQueries times a

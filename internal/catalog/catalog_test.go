@@ -149,6 +149,10 @@ func (s *pollSource) Items(context.Context) ([]surge.Item, error) { return nil, 
 
 func (s *pollSource) ItemExists(context.Context, int64) (bool, error) { return false, nil }
 
+func (s *pollSource) SearchItems(context.Context, surge.ItemQuery) ([]surge.Item, error) {
+	return nil, nil
+}
+
 func (s *pollSource) Polls(ctx context.Context) ([]surge.Poll, error) {
 	<-s.release
 	return s.polls, s.err

@@ -4,3 +4,5 @@ import "time"
 
 // SetClock replaces the cache's clock, for tests of what expires.
 func SetClock(c *Cache, now func() time.Time) { c.now = now }
+
+const SearchQueries = searchQueries

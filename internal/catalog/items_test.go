@@ -3,6 +3,7 @@ package catalog_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -63,6 +64,10 @@ func (s *itemSource) ItemExists(_ context.Context, id int64) (bool, error) {
 }
 
 func (s *itemSource) Polls(context.Context) ([]surge.Poll, error) { return nil, nil }
+
+func (s *itemSource) SearchItems(context.Context, surge.ItemQuery) ([]surge.Item, error) {
+	return nil, nil
+}
 
 func newItemCache(src catalog.Source, clk *testenv.Clock) *catalog.Cache {
 	c := catalog.New(src, nil, slog.New(slog.DiscardHandler))
@@ -170,5 +175,33 @@ func TestHasItemBoundsQueriesOverall(t *testing.T) {
 	clk.Advance(time.Second)
 	if _, err := c.HasItem(context.Background(), 1000); err != nil {
 		t.Fatalf("a second later: %v", err)
+	}
+}
+
+// Distinct searches the cache has not kept cost Postgres at most
+// searchQueries a second overall: past that they are refused as busy
+// (503), never queued.
+func TestSearchFloodIsBounded(t *testing.T) {
+	src := &fakeSource{items: []surge.Item{{ID: 1, Name: "Mug"}}}
+	clk := testenv.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	c := catalog.New(src, nil, slog.New(slog.DiscardHandler))
+	catalog.SetClock(c, clk.Now)
+	busy := 0
+	for i := range 300 {
+		_, err := c.SearchJSON(context.Background(), surge.ItemQuery{Words: fmt.Sprint("word", i), Limit: 10})
+		switch code := surge.ErrorCode(err); code {
+		case "":
+		case surge.EUNAVAILABLE:
+			busy++
+		default:
+			t.Fatalf("search %d: %v", i, err)
+		}
+	}
+	if got := src.searches(); got != catalog.SearchQueries || busy != 300-catalog.SearchQueries {
+		t.Fatalf("300 distinct searches at once: %d reached the source, %d refused; want %d and %d", got, busy, catalog.SearchQueries, 300-catalog.SearchQueries)
+	}
+	clk.Advance(time.Second)
+	if _, err := c.SearchJSON(context.Background(), surge.ItemQuery{Words: "later", Limit: 10}); err != nil {
+		t.Fatalf("a search a second later: %v", err)
 	}
 }

@@ -47,7 +47,7 @@ func TestVerifyReadsResultsAtTheDrainedWatermark(t *testing.T) {
 				n := reads.Add(1)
 				reply(w, tc.served[min(int(n), len(tc.served))-1])
 			})
-			mux.HandleFunc("GET /admin/api/audit/votes", func(w http.ResponseWriter, _ *http.Request) {
+			mux.HandleFunc("GET /admin/api/polls/{poll}/audit", func(w http.ResponseWriter, _ *http.Request) {
 				reply(w, []AuditVote{{"B", "red", 15, "E03"}})
 			})
 			ts := httptest.NewServer(mux)

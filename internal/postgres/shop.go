@@ -18,6 +18,9 @@ import (
 const (
 	CatalogChannel = "surge_catalog"
 	PollsChannel   = "surge_polls"
+	// RetiredPrefix starts a CatalogChannel payload that names a retired
+	// item ("retired:12"), so caches forget its id at once.
+	RetiredPrefix = "retired:"
 )
 
 // UpsertItem adds an item, or restocks it if one with the same name (case
@@ -43,14 +46,21 @@ func (db *DB) UpsertItem(ctx context.Context, in surge.ItemInput) (item surge.It
 		}
 		var cents int64
 		err := tx.QueryRow(ctx, `
-			INSERT INTO items (name, name_key, quantity, price_cents) VALUES ($1, $2, $3, coalesce($4, 0))
+			INSERT INTO items (name, name_key, quantity, price_cents, topic, description)
+			VALUES ($1, $2, $3, coalesce($4, 0), coalesce($5, ''), coalesce($6, ''))
 			ON CONFLICT (name_key) DO UPDATE
 				SET quantity = items.quantity + excluded.quantity,
 				    price_cents = coalesce($4, items.price_cents),
+				    topic = coalesce($5, items.topic),
+				    description = coalesce($6, items.description),
 				    updated_at = now()
-			RETURNING id, name, quantity, price_cents, xmax = 0`,
-			in.Name, surge.ItemKey(in.Name), in.Quantity, price,
-		).Scan(&item.ID, &item.Name, &item.Quantity, &cents, &created)
+				WHERE items.retired_at IS NULL
+			RETURNING id, name, quantity, price_cents, topic, description, xmax = 0`,
+			in.Name, surge.ItemKey(in.Name), in.Quantity, price, in.Topic, in.Description,
+		).Scan(&item.ID, &item.Name, &item.Quantity, &cents, &item.Topic, &item.Description, &created)
+		if errors.Is(err, pgx.ErrNoRows) { // the name is a retired item's
+			return surge.Errorf(surge.ECONFLICT, "item %q is retired; give the new one another name", in.Name)
+		}
 		if err != nil {
 			return err
 		}
@@ -68,29 +78,83 @@ func (db *DB) UpsertItem(ctx context.Context, in surge.ItemInput) (item surge.It
 	return item, created, nil
 }
 
-// Items returns the catalogue, by id.
+// itemColumns are what an Item is read from, in scanItem's order.
+const itemColumns = `id, name, quantity, price_cents, topic, description, retired_at IS NOT NULL`
+
+func scanItem(r pgx.CollectableRow) (surge.Item, error) {
+	var it surge.Item
+	var cents int64
+	err := r.Scan(&it.ID, &it.Name, &it.Quantity, &cents, &it.Topic, &it.Description, &it.Retired)
+	it.Price = surge.Cents(cents)
+	return it, err
+}
+
+// Items returns the catalogue (the items on sale), by id.
 func (db *DB) Items(ctx context.Context) ([]surge.Item, error) {
-	rows, err := db.Pool.Query(ctx, `SELECT id, name, quantity, price_cents FROM items ORDER BY id`)
+	return db.queryItems(ctx, "list items", `SELECT `+itemColumns+` FROM items WHERE retired_at IS NULL ORDER BY id`)
+}
+
+// AllItems returns every item, retired ones included, by id: admin's list.
+func (db *DB) AllItems(ctx context.Context) ([]surge.Item, error) {
+	return db.queryItems(ctx, "list items", `SELECT `+itemColumns+` FROM items ORDER BY id`)
+}
+
+// SearchItems returns the items on sale that match q: of q.Topic, if set,
+// and whose name or description has every word of q.Words (English
+// stemming; names weigh more), best matches first, then by id.
+func (db *DB) SearchItems(ctx context.Context, q surge.ItemQuery) ([]surge.Item, error) {
+	return db.queryItems(ctx, "search items", `
+		SELECT `+itemColumns+` FROM items
+		WHERE retired_at IS NULL AND ($1 = '' OR topic = $1)
+		  AND ($2 = '' OR search @@ websearch_to_tsquery('english', $2))
+		ORDER BY CASE WHEN $2 = '' THEN 0 ELSE ts_rank(search, websearch_to_tsquery('english', $2)) END DESC, id
+		LIMIT $3 OFFSET $4`, q.Topic, q.Words, q.Limit, q.Offset)
+}
+
+func (db *DB) queryItems(ctx context.Context, op, sql string, args ...any) ([]surge.Item, error) {
+	rows, err := db.Pool.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, db.classify(fmt.Errorf("list items: %w", err))
+		return nil, db.classify(fmt.Errorf("%s: %w", op, err))
 	}
-	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (surge.Item, error) {
-		var it surge.Item
-		var cents int64
-		err := r.Scan(&it.ID, &it.Name, &it.Quantity, &cents)
-		it.Price = surge.Cents(cents)
-		return it, err
-	})
+	items, err := pgx.CollectRows(rows, scanItem)
 	if err != nil {
-		return nil, db.classify(fmt.Errorf("list items: %w", err))
+		return nil, db.classify(fmt.Errorf("%s: %w", op, err))
 	}
 	return items, nil
 }
 
-// ItemExists reports whether an item with this id exists.
+// RetireItem takes an item off sale for good and returns it. Retiring a
+// retired item changes nothing. An unknown id is ENOTFOUND.
+func (db *DB) RetireItem(ctx context.Context, id int64) (surge.Item, error) {
+	var item surge.Item
+	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `UPDATE items SET retired_at = coalesce(retired_at, now()), updated_at = now()
+			WHERE id = $1 RETURNING `+itemColumns, id)
+		if err != nil {
+			return err
+		}
+		if item, err = pgx.CollectExactlyOneRow(rows, scanItem); errors.Is(err, pgx.ErrNoRows) {
+			return surge.Errorf(surge.ENOTFOUND, "unknown item %d", id)
+		} else if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, CatalogChannel, RetiredPrefix+fmt.Sprint(id))
+		return err
+	})
+	var se *surge.Error
+	if errors.As(err, &se) {
+		return surge.Item{}, err
+	}
+	if err != nil {
+		return surge.Item{}, db.classify(fmt.Errorf("retire item %d: %w", id, err))
+	}
+	return item, nil
+}
+
+// ItemExists reports whether an item with this id is on sale.
 func (db *DB) ItemExists(ctx context.Context, id int64) (bool, error) {
 	var ok bool
-	if err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM items WHERE id = $1)`, id).Scan(&ok); err != nil {
+	if err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM items WHERE id = $1 AND retired_at IS NULL)`, id).Scan(&ok); err != nil {
 		return false, db.classify(fmt.Errorf("item %d: %w", id, err))
 	}
 	return ok, nil
@@ -213,7 +277,7 @@ func applyOrders(ctx context.Context, tx pgx.Tx, orders []surge.Order) ([]surge.
 	}
 	slices.Sort(itemIDs)
 	itemIDs = slices.Compact(itemIDs)
-	rows, err = tx.Query(ctx, `SELECT id, quantity FROM items WHERE id = ANY($1) ORDER BY id FOR UPDATE`, itemIDs)
+	rows, err = tx.Query(ctx, `SELECT id, quantity FROM items WHERE id = ANY($1) AND retired_at IS NULL ORDER BY id FOR UPDATE`, itemIDs)
 	if err != nil {
 		return nil, fmt.Errorf("lock stock: %w", err)
 	}

@@ -17,6 +17,8 @@ const (
 	MaxPriceCents    = 100_000_000 // 1,000,000.00
 	MaxOrderQuantity = 100
 	MaxNameLength    = 100
+	MaxTopicLength   = 40
+	MaxDescription   = 2000 // characters
 )
 
 // Cents is an exact amount of money in hundredths. It is written as a
@@ -65,17 +67,68 @@ func ParsePrice(s string) (Cents, error) {
 
 // Item is something for sale.
 type Item struct {
-	ID       int64  `json:"id"`
-	Name     string `json:"name"`
-	Quantity int64  `json:"quantity"`
-	Price    Cents  `json:"price"`
+	ID          int64  `json:"id"`
+	Name        string `json:"name"`
+	Quantity    int64  `json:"quantity"`
+	Price       Cents  `json:"price"`
+	Topic       string `json:"topic"`       // a slug such as "shoes"; "" for none
+	Description string `json:"description"` // plain text
+	// Retired items are off sale for good: not in the catalogue, and an
+	// order line for one is rejected as unknown_item. Only admin sees them.
+	Retired bool `json:"retired,omitempty"`
 }
+
+// ItemQuery is a catalogue search: items of Topic ("" for any) whose name
+// or description has every word of Words ("" for any), a page of Limit
+// from Offset.
+type ItemQuery struct {
+	Topic, Words  string
+	Limit, Offset int
+}
+
+// Catalogue search bounds.
+const (
+	DefaultSearchLimit = 50
+	MaxSearchLimit     = 200
+	MaxSearchOffset    = 10_000
+	MaxSearchWords     = 200 // bytes
+)
 
 // ItemInput is an admin's add-or-restock request, validated.
 type ItemInput struct {
 	Name     string
 	Quantity int64
 	Price    *Cents // nil: keep the current price (a restock); required for a new item
+	// nil: keep the current one (a restock), "" for a new item.
+	Topic, Description *string
+}
+
+// ParseItemDetails validates an item's topic (a slug of at most
+// MaxTopicLength, or empty) and description (at most MaxDescription
+// printable characters; new lines allowed) into in; nil keeps what the
+// item has. Problems are added to fields.
+func ParseItemDetails(in *ItemInput, topic, description *string, fields map[string]string) {
+	if topic != nil {
+		t := strings.ToLower(strings.TrimSpace(*topic))
+		if t != "" && (!ValidSlug(t) || len(t) > MaxTopicLength) {
+			fields["topic"] = fmt.Sprintf("must be at most %d lowercase letters, digits or dashes", MaxTopicLength)
+		} else {
+			in.Topic = &t
+		}
+	}
+	if description != nil {
+		d := strings.TrimSpace(*description)
+		switch {
+		case !utf8.ValidString(d):
+			fields["description"] = "must be valid UTF-8"
+		case utf8.RuneCountInString(d) > MaxDescription:
+			fields["description"] = fmt.Sprintf("must be at most %d characters", MaxDescription)
+		case strings.IndexFunc(d, func(r rune) bool { return !unicode.IsPrint(r) && r != '\n' && r != '\r' && r != '\t' }) >= 0:
+			fields["description"] = "must contain only printable characters"
+		default:
+			in.Description = &d
+		}
+	}
 }
 
 // NormalizeItemName trims a name. Names are compared case-insensitively
