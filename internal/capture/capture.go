@@ -347,6 +347,7 @@ func (s *Server) routes() (*gin.Engine, error) {
 	r.POST("/orders", s.postOrder)
 	r.GET("/api/items", s.getItems)
 	r.GET("/shop", s.getShop)
+	r.GET("/cart", s.getCart)
 	r.GET("/", s.getVotePage)
 	r.GET("/polls/:poll", s.getVotePage)
 	return r, nil
