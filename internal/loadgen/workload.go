@@ -90,7 +90,7 @@ type WorkloadConfig struct {
 // NewWorkload builds the voters. next is the transport requests go out on.
 func NewWorkload(base *url.URL, cfg WorkloadConfig, ledger *Ledger, stats *Stats, next http.RoundTripper) *Workload {
 	w := &Workload{base: base, poll: cfg.Poll, choices: cfg.Choices, items: cfg.Items, maxQty: max(cfg.MaxQuantity, 1),
-		cart: min(max(cfg.CartLines, 1), max(len(cfg.Items), 1)),
+		cart:     min(max(cfg.CartLines, 1), max(len(cfg.Items), 1)),
 		orderMix: cfg.OrderRatio, repeat: cfg.RepeatRatio, prefix: cfg.Prefix, ledger: ledger, stats: stats, next: next,
 		rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))}
 	if len(w.items) == 0 {
