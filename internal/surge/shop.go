@@ -133,7 +133,7 @@ const (
 	OrderConfirmed = "confirmed"
 	OrderRejected  = "rejected"
 	// OrderConflict is the outcome of an entry that reuses the order_id of
-	// another order (another item or quantity): it is never applied.
+	// another order (other lines): it is never applied.
 	OrderConflict = "conflict"
 
 	ReasonOutOfStock  = "out_of_stock"
