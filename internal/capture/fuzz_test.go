@@ -120,7 +120,7 @@ func referenceJSONOrder(body []byte) (id string, items, quantities []string, ok 
 			return "", nil, nil, false
 		}
 	}
-	for _, l := range *req.Lines {
+	for _, l := range req.Lines {
 		item, ok1 := literal(l.Item)
 		qty, ok2 := literal(l.Quantity)
 		if !ok1 || !ok2 {

@@ -25,8 +25,9 @@ type orderRequest struct {
 	OrderID  string          `json:"order_id"`
 	Item     json.RawMessage `json:"item"`
 	Quantity json.RawMessage `json:"quantity"`
-	// Lines make the order a cart; then item and quantity are absent.
-	Lines *[]orderLineRequest `json:"lines"`
+	// Lines (even an empty list) make the order a cart; then item and
+	// quantity are absent. null is no lines.
+	Lines []orderLineRequest `json:"lines"`
 }
 
 type orderLineRequest struct {
@@ -60,7 +61,7 @@ func decodeOrder(r *http.Request, limit int64) (surge.Order, url.Values, error) 
 		if httpx.NumberLiteral(req.Item) != "" || httpx.NumberLiteral(req.Quantity) != "" {
 			return surge.Order{}, nil, surge.Errorf(surge.EINVALID, `give either "lines" or "item" and "quantity", not both`)
 		}
-		for _, l := range *req.Lines {
+		for _, l := range req.Lines {
 			items, quantities = append(items, httpx.NumberLiteral(l.Item)), append(quantities, httpx.NumberLiteral(l.Quantity))
 		}
 	default:
