@@ -38,6 +38,30 @@ func front(t *testing.T, r *launcher.Redis, pgURL string) string {
 	return ts.URL
 }
 
+// shop is a fresh, migrated database at url with the named items, quantity
+// units each at 10.00, in id order; the frontends may read it.
+func shop(t *testing.T, quantity int64, names ...string) (*postgres.DB, string, []surge.Item) {
+	t.Helper()
+	ctx := context.Background()
+	url := testenv.PostgresURL(t)
+	db, err := postgres.Open(ctx, postgres.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ten := surge.Cents(1000)
+	items := make([]surge.Item, len(names))
+	for i, name := range names {
+		if items[i], _, err = db.UpsertItem(ctx, surge.ItemInput{Name: name, Quantity: quantity, Price: &ten}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return db, url, items
+}
+
 // The same order_id five times, through two frontends (two shards), and a
 // worker crashes between its commit and its XACK: one order, one decrement.
 func TestRepeatedOrderAppliesOnceDespiteACrash(t *testing.T) {
@@ -98,22 +122,7 @@ func TestRepeatedOrderAppliesOnceDespiteACrash(t *testing.T) {
 func TestOrderIDReusedOnAnotherShardIsNeverApplied(t *testing.T) {
 	ra, rb := testenv.Redis(t), testenv.Redis(t)
 	ctx := context.Background()
-	url := testenv.PostgresURL(t)
-	db, err := postgres.Open(ctx, postgres.Config{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ten := surge.Cents(1000)
-	var items [2]surge.Item
-	for i, name := range []string{"Gift", "Other"} {
-		if items[i], _, err = db.UpsertItem(ctx, surge.ItemInput{Name: name, Quantity: 10, Price: &ten}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	db, url, items := shop(t, 10, "Gift", "Other")
 	a, b := front(t, ra, url), front(t, rb, url)
 	owner := fmt.Sprintf(`{"order_id":"gift-1","item":%d,"quantity":1}`, items[0].ID)
 	other := fmt.Sprintf(`{"order_id":"gift-1","item":%d,"quantity":2}`, items[1].ID)
@@ -186,22 +195,7 @@ func TestWorkerAppliesOldEntriesAndCarts(t *testing.T) {
 	r := testenv.Redis(t)
 	rc := testenv.RedisClient(t, r)
 	ctx := context.Background()
-	url := testenv.PostgresURL(t)
-	db, err := postgres.Open(ctx, postgres.Config{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	price := surge.Cents(500)
-	var items [2]surge.Item
-	for i, name := range []string{"Cap", "Scarf"} {
-		if items[i], _, err = db.UpsertItem(ctx, surge.ItemInput{Name: name, Quantity: 5, Price: &price}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	db, url, items := shop(t, 5, "Cap", "Scarf")
 	hat, scarf := items[0].ID, items[1].ID
 	// Written by earlier releases, straight into the stream.
 	for _, fields := range [][]any{

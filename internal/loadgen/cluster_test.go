@@ -30,16 +30,7 @@ func TestLoadAndVerifyAgainstTheStack(t *testing.T) {
 	cfg.OrderRatio, cfg.Items, cfg.Stock = 0.2, 2, 40
 	cfg.Verify, cfg.DrainTimeout = true, 30*time.Second
 	cfg.JSONPath, cfg.PlotPath = filepath.Join(dir, "report.json"), filepath.Join(dir, "plot.png")
-	var out strings.Builder
-	r, err := newRunner(ctx, cfg, &out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := r.run(ctx)
-	t.Log(out.String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, rep, out := runLoad(t, ctx, cfg)
 	v := rep.Verdict
 	if v == nil || !v.OK() {
 		t.Fatalf("verdict %+v", v)
@@ -105,6 +96,23 @@ func TestLoadAndVerifyAgainstTheStack(t *testing.T) {
 	}
 }
 
+// runLoad runs the tool with cfg and logs its output, which it returns
+// for later runs to reuse.
+func runLoad(t *testing.T, ctx context.Context, cfg Config) (*runner, *Report, *strings.Builder) {
+	t.Helper()
+	var out strings.Builder
+	r, err := newRunner(ctx, cfg, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.run(ctx)
+	t.Log(out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, rep, &out
+}
+
 // upStack starts the real pipeline (2 shards, 2 workers, HAProxy) for a
 // test of at most 3 minutes, or skips the test in -short.
 func upStack(t *testing.T) (context.Context, *launcher.Cluster, string) {
@@ -144,16 +152,7 @@ func TestCartLoadAgainstTheStack(t *testing.T) {
 	cfg.Voters, cfg.OrderRatio, cfg.Items, cfg.Stock, cfg.CartLines = 100, 0.5, 3, 30, 3
 	cfg.Verify, cfg.DrainTimeout = true, 30*time.Second
 	cfg.JSONPath, cfg.PlotPath = filepath.Join(dir, "report.json"), ""
-	var out strings.Builder
-	r, err := newRunner(ctx, cfg, &out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := r.run(ctx)
-	t.Log(out.String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, rep, out := runLoad(t, ctx, cfg)
 	if v := rep.Verdict; v == nil || !v.OK() || v.Confirmed == 0 || v.Rejected == 0 {
 		t.Fatalf("verdict %+v: want every cart all or nothing, some confirmed and some rejected", v)
 	}
