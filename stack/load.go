@@ -93,7 +93,8 @@ if anything is lost, duplicated, oversold or unexpected.`,
 	f.Float64Var(&cfg.RepeatRatio, "repeat", cfg.RepeatRatio, "fraction of orders that repeat an acknowledged order id")
 	f.IntVar(&cfg.Items, "items", cfg.Items, "items created for the orders")
 	f.Int64Var(&cfg.Stock, "stock", cfg.Stock, "units of each item")
-	f.IntVar(&cfg.MaxQuantity, "max-quantity", cfg.MaxQuantity, "each order takes 1 to this many units")
+	f.IntVar(&cfg.MaxQuantity, "max-quantity", cfg.MaxQuantity, "each order line takes 1 to this many units")
+	f.IntVar(&cfg.CartLines, "cart-lines", cfg.CartLines, "lines per order: 1 sends single-item orders, 2-20 carts of that many distinct items (at most --items), each confirmed or rejected whole")
 
 	f.BoolVar(&cfg.Verify, "verify", false, "after the run, wait for the queues to drain and verify the counts")
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "how long --verify waits for the queues to drain")

@@ -350,6 +350,7 @@ func (s *Server) routes() (*gin.Engine, error) {
 	r.GET("/api/items", s.getItems)
 	r.GET("/api/items/:id", s.getItem)
 	r.GET("/shop", s.getShop)
+	r.GET("/cart", s.getCart)
 	r.GET("/", s.getVotePage)
 	r.GET("/polls/:poll", s.getVotePage)
 	return r, nil

@@ -47,7 +47,7 @@ func (q *fakeQueue) AppendOnce(ctx context.Context, key, value string, ttl time.
 
 func (q *fakeQueue) Ping(ctx context.Context) error { return q.err }
 
-// fakeCatalogue knows the default polls and item 7.
+// fakeCatalogue knows the default polls and items 7 and 9.
 type fakeCatalogue struct{ log *testenv.EventLog }
 
 func (c *fakeCatalogue) Poll(ctx context.Context, id string) (surge.Poll, bool) {
@@ -62,7 +62,7 @@ func (c *fakeCatalogue) Poll(ctx context.Context, id string) (surge.Poll, bool) 
 
 func (c *fakeCatalogue) HasItem(ctx context.Context, id int64) (bool, error) {
 	c.log.Add("has-item %d", id)
-	return id == 7, nil
+	return id == 7 || id == 9, nil
 }
 
 func (c *fakeCatalogue) ItemsJSON(ctx context.Context) ([]byte, error) {
@@ -95,6 +95,7 @@ func fakeFrontend(t *testing.T) (*httptest.Server, *fakeQueue, *testenv.EventLog
 func TestFrontendOnFakes(t *testing.T) {
 	ts, q, log := fakeFrontend(t)
 	const order = `{"order_id":"k-1","item":7,"quantity":2}`
+	const cart = `{"order_id":"c-1","lines":[{"item":7,"quantity":2},{"item":9,"quantity":1}]}`
 	for _, step := range []struct {
 		path, body string
 		status     int
@@ -108,6 +109,15 @@ func TestFrontendOnFakes(t *testing.T) {
 		{"/orders", `{"order_id":"k-1","item":7,"quantity":3}`, 409, []string{"has-item 7", "append-once " + redis.OrderKey("k-1")}}, // another payload
 		{"/orders", `{"item":8,"quantity":1}`, 400, []string{"has-item 8"}},                                                          // an unknown item
 		{"/orders", `{"item":7,"quantity":0}`, 400, nil},                                                                             // refused before any lookup
+		// A cart: every item is looked up, the id taken with all its lines.
+		{"/orders", cart, 202, []string{"has-item 7", "has-item 9", "append-once " + redis.OrderKey("c-1")}},
+		{"/orders", `{"order_id":"c-1","lines":[{"item":9,"quantity":1},{"item":7,"quantity":2}]}`, 202, // the same lines, listed in another order
+			[]string{"has-item 9", "has-item 7", "append-once " + redis.OrderKey("c-1")}},
+		{"/orders", `{"order_id":"c-1","lines":[{"item":7,"quantity":2},{"item":9,"quantity":2}]}`, 409,
+			[]string{"has-item 7", "has-item 9", "append-once " + redis.OrderKey("c-1")}},
+		{"/orders", `{"order_id":"c-1","item":7,"quantity":2}`, 409, []string{"has-item 7", "append-once " + redis.OrderKey("c-1")}}, // one of its lines alone
+		{"/orders", `{"lines":[{"item":7,"quantity":1},{"item":8,"quantity":1},{"item":9,"quantity":1}]}`, 400, []string{"has-item 7", "has-item 8"}},
+		{"/orders", `{"lines":[{"item":7,"quantity":1},{"item":7,"quantity":1}]}`, 400, nil}, // an item twice
 	} {
 		before := len(log.Snapshot())
 		resp := post(t, ts.URL+step.path, "application/json", step.body)

@@ -41,6 +41,7 @@ func TestHostileFrontendRequests(t *testing.T) {
 	rc := testenv.RedisClient(t, r)
 	ts := newServer(t, r)
 	big := strings.Repeat("a", 5000)
+	twentyOneLines := `{"lines":[` + strings.Repeat(`{"item":1,"quantity":1},`, 20) + `{"item":21,"quantity":1}]}`
 	cases := []httpxtest.Hostile{
 		// Oversized bodies.
 		{Name: "vote JSON over max_body", Path: "/vote", ContentType: httpxtest.JSON, Body: `{"choice":"cats","poll":"` + big + `"}`, Status: 413},
@@ -105,6 +106,30 @@ func TestHostileFrontendRequests(t *testing.T) {
 		{Name: "order form quantity 0x10", Path: "/orders", ContentType: httpxtest.Form, Body: "item=1&quantity=0x10", Status: 400},
 		{Name: "order form quantity with spaces", Path: "/orders", ContentType: httpxtest.Form, Body: "item=1&quantity=+1+", Status: 400},
 		{Name: "order form quantity empty", Path: "/orders", ContentType: httpxtest.Form, Body: "item=1&quantity=", Status: 400},
+
+		// Carts.
+		{Name: "cart of 21 lines", Path: "/orders", ContentType: httpxtest.JSON, Body: twentyOneLines, Status: 400},
+		{Name: "cart of no lines", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"lines":[]}`, Status: 400},
+		{Name: "cart with an item twice", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"lines":[{"item":1,"quantity":1},{"item":1,"quantity":2}]}`, Status: 400},
+		{Name: "cart line quantity 0", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"lines":[{"item":1,"quantity":1},{"item":2,"quantity":0}]}`, Status: 400},
+		{Name: "cart line quantity -1", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"lines":[{"item":1,"quantity":-1}]}`, Status: 400},
+		{Name: "cart line quantity 101", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"lines":[{"item":1,"quantity":101}]}`, Status: 400},
+		{Name: "cart line quantity 1.5", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"lines":[{"item":1,"quantity":1.5}]}`, Status: 400},
+		{Name: "cart line quantity a string", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"lines":[{"item":1,"quantity":"1"}]}`, Status: 400},
+		{Name: "cart line item a string", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"lines":[{"item":"1","quantity":1}]}`, Status: 400},
+		{Name: "cart line item 0", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"lines":[{"item":0,"quantity":1}]}`, Status: 400},
+		{Name: "cart line without a quantity", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"lines":[{"item":1}]}`, Status: 400},
+		{Name: "cart line a number", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"lines":[1]}`, Status: 400},
+		{Name: "cart line null", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"lines":[null]}`, Status: 400},
+		{Name: "cart line a list", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"lines":[[1,1]]}`, Status: 400},
+		{Name: "cart lines an object", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"lines":{"item":1,"quantity":1}}`, Status: 400},
+		{Name: "cart lines a string", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"lines":"1:1"}`, Status: 400},
+		{Name: "cart line sets its price", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"lines":[{"item":1,"quantity":1,"price":"0.00"}]}`, Status: 400},
+		{Name: "cart and an item", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"lines":[{"item":1,"quantity":1}],"item":2,"quantity":1}`, Status: 400},
+		{Name: "cart lines nested deep", Path: "/orders", ContentType: httpxtest.JSON, Body: `{"lines":` + httpxtest.Nested("[", "]", 1900) + `}`, Status: 400},
+		{Name: "cart form with a quantity missing", Path: "/orders", ContentType: httpxtest.Form, Body: "item=1&quantity=1&item=2", Status: 400},
+		{Name: "cart form with an item twice", Path: "/orders", ContentType: httpxtest.Form, Body: "item=1&quantity=1&item=1&quantity=2", Status: 400},
+		{Name: "cart form quantity 0", Path: "/orders", ContentType: httpxtest.Form, Body: "item=1&quantity=1&item=2&quantity=0", Status: 400},
 
 		// Unknown fields.
 		{Name: "vote sets its voter", Path: "/vote", ContentType: httpxtest.JSON, Body: `{"choice":"cats","voter":"0123456789abcdef0123456789abcdef"}`, Status: 400},

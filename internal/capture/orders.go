@@ -25,34 +25,81 @@ type orderRequest struct {
 	OrderID  string          `json:"order_id"`
 	Item     json.RawMessage `json:"item"`
 	Quantity json.RawMessage `json:"quantity"`
+	// Lines (even an empty list) make the order a cart; then item and
+	// quantity are absent. null is no lines.
+	Lines []orderLineRequest `json:"lines"`
 }
 
-// decodeOrder reads and validates an order request.
+type orderLineRequest struct {
+	Item     json.RawMessage `json:"item"`
+	Quantity json.RawMessage `json:"quantity"`
+}
+
+// decodeOrder reads and validates an order: one item and its quantity, or
+// lines (a cart). A form gives one item and quantity, or a cart as item and
+// quantity repeated, one quantity per item in the same order.
 func decodeOrder(r *http.Request, limit int64) (surge.Order, url.Values, error) {
 	var req orderRequest
 	form, err := httpx.DecodeBody(r, limit, &req)
 	if err != nil {
 		return surge.Order{}, nil, err
 	}
-	item, quantity := httpx.NumberLiteral(req.Item), httpx.NumberLiteral(req.Quantity)
-	if form != nil {
-		req.OrderID, item, quantity = form.Get("order_id"), json.Number(form.Get("item")), json.Number(form.Get("quantity"))
+	var items, quantities []json.Number
+	switch {
+	case form != nil:
+		req.OrderID = form.Get("order_id")
+		for _, v := range form["item"] {
+			items = append(items, json.Number(v))
+		}
+		for _, v := range form["quantity"] {
+			quantities = append(quantities, json.Number(v))
+		}
+		if len(items) > 1 && len(items) != len(quantities) {
+			return surge.Order{}, nil, surge.Errorf(surge.EINVALID, "a cart form must give one quantity per item: %d items, %d quantities", len(items), len(quantities))
+		}
+	case req.Lines != nil:
+		if httpx.NumberLiteral(req.Item) != "" || httpx.NumberLiteral(req.Quantity) != "" {
+			return surge.Order{}, nil, surge.Errorf(surge.EINVALID, `give either "lines" or "item" and "quantity", not both`)
+		}
+		for _, l := range req.Lines {
+			items, quantities = append(items, httpx.NumberLiteral(l.Item)), append(quantities, httpx.NumberLiteral(l.Quantity))
+		}
+	default:
+		items, quantities = []json.Number{httpx.NumberLiteral(req.Item)}, []json.Number{httpx.NumberLiteral(req.Quantity)}
 	}
-	itemID, err := strconv.ParseInt(string(item), 10, 64)
-	if err != nil || itemID <= 0 {
-		return surge.Order{}, nil, surge.Errorf(surge.EINVALID, "item must be a positive whole number (an item id)")
+	cart := req.Lines != nil || len(items) > 1
+	if !cart { // the single-item form: its missing fields are named as such
+		items, quantities = append(items, "")[:1], append(quantities, "")[:1]
 	}
-	qty, err := strconv.Atoi(string(quantity))
-	if err != nil || qty < 1 || qty > surge.MaxOrderQuantity {
-		return surge.Order{}, nil, surge.Errorf(surge.EINVALID, "quantity must be a whole number from 1 to %d", surge.MaxOrderQuantity)
+	if n := len(items); n < 1 || n > surge.MaxOrderLines {
+		return surge.Order{}, nil, surge.Errorf(surge.EINVALID, "an order must have from 1 to %d lines, not %d", surge.MaxOrderLines, n)
 	}
-	o := surge.Order{ID: req.OrderID, Item: itemID, Quantity: qty}
+	lines := make([]surge.OrderLine, len(items))
+	for i := range items {
+		line := ""
+		if cart {
+			line = fmt.Sprintf("line %d: ", i+1)
+		}
+		itemID, err := strconv.ParseInt(string(items[i]), 10, 64)
+		if err != nil || itemID <= 0 {
+			return surge.Order{}, nil, surge.Errorf(surge.EINVALID, "%sitem must be a positive whole number (an item id)", line)
+		}
+		qty, err := strconv.Atoi(string(quantities[i]))
+		if err != nil || qty < 1 || qty > surge.MaxOrderQuantity {
+			return surge.Order{}, nil, surge.Errorf(surge.EINVALID, "%squantity must be a whole number from 1 to %d", line, surge.MaxOrderQuantity)
+		}
+		lines[i] = surge.OrderLine{Item: itemID, Quantity: qty}
+	}
+	o := surge.Order{ID: req.OrderID, Lines: lines}
 	if o.ID == "" {
 		if o.ID, err = newOrderID(time.Now()); err != nil {
 			return surge.Order{}, nil, err
 		}
 	}
-	return o, form, o.Validate()
+	if err := o.Validate(); err != nil {
+		return surge.Order{}, nil, err
+	}
+	return o, form, nil
 }
 
 // orderIDEntropy is the random part of the order ids the server makes. It
@@ -73,8 +120,8 @@ func newOrderID(now time.Time) (string, error) {
 
 // postOrder queues an order like a vote: durable in the node's stream before
 // the 202. The order id is taken on the shard in the same atomic step, with
-// the order's item and quantity, so a repeat here queues nothing and one
-// with another payload is a 409; a repeat on another shard is queued, and
+// the order's lines, so a repeat here queues nothing and one with other
+// lines is a 409; a repeat on another shard is queued, and
 // the worker applies only the first one by id (and never one with another
 // payload).
 func (s *Server) postOrder(c *gin.Context) {
@@ -86,26 +133,28 @@ func (s *Server) postOrder(c *gin.Context) {
 	if !s.allow(c, s.buyers, s.clientAddr(c), "too many orders from this address; try again later") {
 		return
 	}
-	if err := s.checkItem(c.Request.Context(), o.Item); err != nil {
-		httpx.Error(c, s.log, err)
-		return
+	for _, l := range o.Lines {
+		if err := s.checkItem(c.Request.Context(), l.Item); err != nil {
+			httpx.Error(c, s.log, err)
+			return
+		}
 	}
 	o.Node, o.At = s.cfg.Node, s.now().UTC()
 	fields := surge.EncodeOrder(o)
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.AppendTimeout)
 	defer cancel()
 	_, err = s.queue.AppendOnce(ctx, redis.OrderKey(o.ID), o.Payload(), s.cfg.OrderKeyTTL, fields)
-	state := surge.OrderState{OrderID: o.ID, Status: surge.OrderPending, Item: o.Item, Quantity: o.Quantity}
+	state := surge.PendingState(o)
 	switch {
 	case errors.Is(err, redis.ErrDuplicate), errors.Is(err, redis.ErrConflict):
 		// The id is taken on this shard. The order applied under it, if
 		// any, decides whose it is; until then, what this shard holds.
 		applied, ok := s.appliedOrder(ctx, o.ID)
 		switch {
-		case ok && (applied.Item != o.Item || applied.Quantity != o.Quantity),
+		case ok && surge.LinesPayload(applied.OrderLines()) != o.Payload(),
 			!ok && errors.Is(err, redis.ErrConflict):
 			httpx.Error(c, s.log, surge.Errorf(surge.ECONFLICT,
-				"order_id %q is already taken by an order for another item or quantity", o.ID))
+				"order_id %q is already taken by another order (other items or quantities)", o.ID))
 			return
 		case ok:
 			state = applied
@@ -185,6 +234,23 @@ func (s *Server) getShop(c *gin.Context) {
 	c.Status(status)
 	if err := ui.Render(c.Writer, "shop.html", ui.Page{Title: "Shop", Node: s.cfg.Node, Data: data}); err != nil {
 		s.log.Error("render shop page", "err", err)
+	}
+}
+
+// getCart renders the cart page. The cart itself lives in the browser
+// (cart.js); the page carries a fresh order id for its checkout, so a double
+// submit is one order.
+func (s *Server) getCart(c *gin.Context) {
+	id, err := newOrderID(s.now())
+	if err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
+	data := map[string]any{"OrderID": id, "MaxLines": surge.MaxOrderLines, "Unavailable": s.catalog == nil}
+	c.Header("Content-Type", "text/html; charset=utf-8")
+	c.Status(http.StatusOK)
+	if err := ui.Render(c.Writer, "cart.html", ui.Page{Title: "Cart", Node: s.cfg.Node, Data: data}); err != nil {
+		s.log.Error("render cart page", "err", err)
 	}
 }
 

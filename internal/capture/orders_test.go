@@ -39,8 +39,49 @@ func TestOrdersAreQueuedOnceByID(t *testing.T) {
 		t.Fatalf("%d entries queued, want 2", len(msgs))
 	}
 	e, err := surge.DecodeEntry(msgs[0].ID, msgs[0].Values)
-	if err != nil || e.Order == nil || e.Order.ID != "k-1" || e.Order.Item != 7 || e.Order.Quantity != 2 || e.Order.Node != "node-a" {
+	if err != nil || e.Order == nil || e.Order.ID != "k-1" || e.Order.Payload() != "7:2" || e.Order.Node != "node-a" {
 		t.Fatalf("queued %+v %v", e.Order, err)
+	}
+}
+
+// A cart is one entry carrying every line; a repeat with the same lines (in
+// any order) is the same order, one with other lines a 409.
+func TestCartsAreQueuedOnceByID(t *testing.T) {
+	r := testenv.Redis(t)
+	rc := testenv.RedisClient(t, r)
+	ts := newServer(t, r)
+	for i, tt := range []struct {
+		body   string
+		status int
+	}{
+		{`{"order_id":"c-1","lines":[{"item":1,"quantity":2},{"item":7,"quantity":1}]}`, 202},
+		{`{"order_id":"c-1","lines":[{"item":7,"quantity":1},{"item":1,"quantity":2}]}`, 202},
+		{`{"order_id":"c-1","lines":[{"item":1,"quantity":2},{"item":7,"quantity":2}]}`, 409},
+		{`{"order_id":"c-1","lines":[{"item":1,"quantity":2}]}`, 409},
+	} {
+		resp := post(t, ts.URL+"/orders", "application/json", tt.body)
+		var st surge.OrderState
+		json.NewDecoder(resp.Body).Decode(&st)
+		if resp.StatusCode != tt.status {
+			t.Fatalf("cart %d: %d %+v, want %d", i, resp.StatusCode, st, tt.status)
+		}
+		if tt.status == 202 && (st.OrderID != "c-1" || st.Status != surge.OrderPending || len(st.Lines) != 2 || st.Item != 0) {
+			t.Fatalf("cart %d: %+v", i, st)
+		}
+	}
+	// A cart form: item and quantity in pairs.
+	if resp := post(t, ts.URL+"/orders", "application/x-www-form-urlencoded", "order_id=c-2&item=3&quantity=1&item=4&quantity=5"); resp.StatusCode != 202 {
+		t.Fatalf("cart form: %d", resp.StatusCode)
+	}
+	msgs := rc.XRange(context.Background(), "surge:entries", "-", "+").Val()
+	if len(msgs) != 2 {
+		t.Fatalf("%d entries queued, want 2", len(msgs))
+	}
+	for i, want := range []string{"1:2,7:1", "3:1,4:5"} {
+		e, err := surge.DecodeEntry(msgs[i].ID, msgs[i].Values)
+		if err != nil || e.Order == nil || e.Order.Payload() != want {
+			t.Fatalf("queued %+v %v, want lines %s", e.Order, err, want)
+		}
 	}
 }
 

@@ -116,7 +116,7 @@ func TestOrderInvalidates(t *testing.T) {
 	price := surge.Cents(100)
 	item, _, _ := db.UpsertItem(context.Background(), surge.ItemInput{Name: "Bag", Quantity: 3, Price: &price})
 	waitFor(t, c, "Bag", 3)
-	if _, err := db.ApplyOrders(context.Background(), []surge.Order{{ID: "o1", Item: item.ID, Quantity: 2}}); err != nil {
+	if _, err := db.ApplyOrders(context.Background(), []surge.Order{{ID: "o1", Lines: []surge.OrderLine{{Item: item.ID, Quantity: 2}}}}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, c, "Bag", 1)

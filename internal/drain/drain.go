@@ -20,7 +20,7 @@ import (
 // Store applies entries. Apply commits votes and orders in one transaction
 // and returns the votes it refused for good (unknown poll or option). An
 // order for an unknown item is an outcome (rejected), not a refusal; so is
-// an order that reuses the id of an order with another item or quantity
+// an order that reuses the id of an order with other lines
 // (surge.OrderConflict), which is never applied.
 type Store interface {
 	Apply(ctx context.Context, votes []surge.Vote, orders []surge.Order) (rejected []surge.Vote, outcomes []surge.OrderOutcome, err error)
@@ -380,7 +380,7 @@ func (s *Shard) countOutcomes(outcomes []surge.OrderOutcome) {
 		switch o.Status {
 		case surge.OrderConflict:
 			s.opt.Metrics.OrderConflicts.WithLabelValues(s.opt.Shard).Inc()
-			s.log.Warn("order not applied: its order_id belongs to an order for another item or quantity", "order_id", o.ID)
+			s.log.Warn("order not applied: its order_id belongs to an order with other lines", "order_id", o.ID)
 		case surge.OrderConfirmed, surge.OrderRejected:
 			s.opt.Metrics.Orders.WithLabelValues(s.opt.Shard, o.Status).Inc()
 		}

@@ -243,7 +243,7 @@ func voteMsg(t *testing.T, n int, deliveries int64) redis.Message {
 // orderMsg is stream entry n-0 carrying order on.
 func orderMsg(t *testing.T, n int, deliveries int64) redis.Message {
 	t.Helper()
-	order := surge.Order{ID: fmt.Sprintf("o%d", n), Item: 7, Quantity: 2, Node: "web-1"}
+	order := surge.Order{ID: fmt.Sprintf("o%d", n), Lines: []surge.OrderLine{{Item: 7, Quantity: 2}}, Node: "web-1"}
 	return redis.Message{ID: fmt.Sprintf("%d-0", n), Values: fieldsAsRedis(surge.EncodeOrder(order)), Deliveries: deliveries}
 }
 

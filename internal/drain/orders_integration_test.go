@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/surge-vote/surge/internal/capture"
 	"github.com/surge-vote/surge/internal/drain"
@@ -35,6 +36,30 @@ func front(t *testing.T, r *launcher.Redis, pgURL string) string {
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(func() { ts.Close(); s.Close() })
 	return ts.URL
+}
+
+// shop is a fresh, migrated database at url with the named items, quantity
+// units each at 10.00, in id order; the frontends may read it.
+func shop(t *testing.T, quantity int64, names ...string) (*postgres.DB, string, []surge.Item) {
+	t.Helper()
+	ctx := context.Background()
+	url := testenv.PostgresURL(t)
+	db, err := postgres.Open(ctx, postgres.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ten := surge.Cents(1000)
+	items := make([]surge.Item, len(names))
+	for i, name := range names {
+		if items[i], _, err = db.UpsertItem(ctx, surge.ItemInput{Name: name, Quantity: quantity, Price: &ten}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return db, url, items
 }
 
 // The same order_id five times, through two frontends (two shards), and a
@@ -97,22 +122,7 @@ func TestRepeatedOrderAppliesOnceDespiteACrash(t *testing.T) {
 func TestOrderIDReusedOnAnotherShardIsNeverApplied(t *testing.T) {
 	ra, rb := testenv.Redis(t), testenv.Redis(t)
 	ctx := context.Background()
-	url := testenv.PostgresURL(t)
-	db, err := postgres.Open(ctx, postgres.Config{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ten := surge.Cents(1000)
-	var items [2]surge.Item
-	for i, name := range []string{"Gift", "Other"} {
-		if items[i], _, err = db.UpsertItem(ctx, surge.ItemInput{Name: name, Quantity: 10, Price: &ten}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	db, url, items := shop(t, 10, "Gift", "Other")
 	a, b := front(t, ra, url), front(t, rb, url)
 	owner := fmt.Sprintf(`{"order_id":"gift-1","item":%d,"quantity":1}`, items[0].ID)
 	other := fmt.Sprintf(`{"order_id":"gift-1","item":%d,"quantity":2}`, items[1].ID)
@@ -173,5 +183,66 @@ func TestOrderIDReusedOnAnotherShardIsNeverApplied(t *testing.T) {
 		if code == http.StatusAccepted && (st.Status != surge.OrderConfirmed || st.Item != items[0].ID) {
 			t.Errorf("%s: %+v, want the confirmed order for item %d", c.name, st, items[0].ID)
 		}
+	}
+}
+
+// A worker drains what a stream holds during a rolling update: an order
+// entry of the JSON format, a flat one-item entry as the release before
+// carts wrote it, and carts through a frontend. Each applies as an order
+// with its lines; a cart the stock cannot cover whole takes nothing; a
+// second copy of a cart's entry changes nothing.
+func TestWorkerAppliesOldEntriesAndCarts(t *testing.T) {
+	r := testenv.Redis(t)
+	rc := testenv.RedisClient(t, r)
+	ctx := context.Background()
+	db, url, items := shop(t, 5, "Cap", "Scarf")
+	hat, scarf := items[0].ID, items[1].ID
+	// Written by earlier releases, straight into the stream.
+	for _, fields := range [][]any{
+		{surge.FieldKind, surge.KindOrder, surge.FieldData, fmt.Sprintf(`{"id":"old-json","item":%d,"quantity":1,"node":"web-0"}`, hat)},
+		{surge.FieldKind, surge.KindOrder, surge.FieldID, "old-flat", surge.FieldItem, strconv.FormatInt(scarf, 10),
+			surge.FieldQuantity, "1", surge.FieldNode, "web-0", surge.FieldAt, ""},
+	} {
+		if err := rc.XAdd(ctx, &goredis.XAddArgs{Stream: "surge:entries", Values: fields}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	web := front(t, r, url)
+	for _, body := range []string{
+		fmt.Sprintf(`{"order_id":"cart-ok","lines":[{"item":%d,"quantity":3},{"item":%d,"quantity":2}]}`, hat, scarf),
+		fmt.Sprintf(`{"order_id":"cart-short","lines":[{"item":%d,"quantity":1},{"item":%d,"quantity":3}]}`, hat, scarf),
+	} {
+		resp, err := http.Post(web+"/orders", "application/json", strings.NewReader(body))
+		if err != nil || resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("cart: %v %v", resp.StatusCode, err)
+		}
+		resp.Body.Close()
+	}
+	// A second copy of the first cart's entry, as a retried XADD leaves.
+	msgs := rc.XRange(ctx, "surge:entries", "-", "+").Val()
+	if err := rc.XAdd(ctx, &goredis.XAddArgs{Stream: "surge:entries", Values: msgs[2].Values}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	q := newConsumer(t, r.Addr, "worker-1")
+	runShard(t, q, db, drain.Options{ClaimIdle: time.Hour})
+	waitDrained(t, q)
+
+	want := map[string]string{
+		"old-json":   fmt.Sprintf("confirmed %d:1", hat),
+		"old-flat":   fmt.Sprintf("confirmed %d:1", scarf),
+		"cart-ok":    surge.LinesPayload([]surge.OrderLine{{Item: hat, Quantity: 3}, {Item: scarf, Quantity: 2}}),
+		"cart-short": surge.LinesPayload([]surge.OrderLine{{Item: hat, Quantity: 1}, {Item: scarf, Quantity: 3}}),
+	}
+	want["cart-ok"] = "confirmed " + want["cart-ok"]
+	want["cart-short"] = "rejected " + want["cart-short"]
+	for id, w := range want {
+		st, err := db.OrderState(ctx, id)
+		if got := st.Status + " " + surge.LinesPayload(st.OrderLines()); err != nil || got != w {
+			t.Errorf("order %s: %q (%v), want %q", id, got, err, w)
+		}
+	}
+	stock, _ := db.Items(ctx)
+	if stock[0].Quantity != 1 || stock[1].Quantity != 2 {
+		t.Fatalf("stock %+v, want cap 5-1-3 = 1 and scarf 5-1-2 = 2: the rejected cart took nothing, the copy nothing", stock)
 	}
 }

@@ -19,7 +19,7 @@ type Metrics struct {
 	Applied      *prometheus.CounterVec
 	DeadLettered *prometheus.CounterVec
 	// OrderConflicts counts order entries never applied because their id
-	// belongs to an order with another item or quantity. An entry delivered
+	// belongs to an order with other lines. An entry delivered
 	// again after a crash between commit and XACK counts again.
 	OrderConflicts *prometheus.CounterVec
 	Claimed        *prometheus.CounterVec
@@ -48,7 +48,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "surge_worker_dead_letters_total", Help: "Entries moved to the dead-letter stream.",
 		}, []string{"shard", "reason"}),
 		OrderConflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "surge_worker_order_conflicts_total", Help: "Orders not applied: their order_id belongs to an order for another item or quantity.",
+			Name: "surge_worker_order_conflicts_total", Help: "Orders not applied: their order_id belongs to an order with other lines (items or quantities).",
 		}, []string{"shard"}),
 		Claimed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "surge_worker_claimed_total", Help: "Entries taken over from idle consumers.",

@@ -124,7 +124,10 @@ func isWeb(n string) bool { return n == "web-1" || n == "web-2" }
 // The whole journey in a real browser: vote by clicking, watch the results
 // update without a reload while another client votes, add an item as admin,
 // see it in the shop, buy it (confirmed), and buy more than is left
-// (rejected). Every page shows its host top-left; screenshots are saved.
+// (rejected); then fill a cart from the shop, change a quantity on the cart
+// page and check out (confirmed whole), and check out a cart the stock
+// cannot cover (rejected whole, nothing taken). Every page shows its host
+// top-left; screenshots are saved.
 func TestBrowserJourney(t *testing.T) {
 	c := up(t, 2, 2)
 	hostname, _ := os.Hostname()
@@ -267,5 +270,77 @@ func TestBrowserJourney(t *testing.T) {
 		t.Fatalf("order status %q, want rejected (sold out)", s)
 	}
 	screenshot(t, ctx, dir, "order-rejected.png")
+
+	// 8. A cart: the last mug and three pens from the shop, the pens cut to
+	// two on the cart page, checked out as one order: confirmed whole, with
+	// its lines and total.
+	status, pen := adminPost(t, c, "/admin/api/items", map[string]any{"name": "Browser pen", "quantity": 10, "price": "1.25"})
+	if status != http.StatusCreated {
+		t.Fatalf("add the pen: %d", status)
+	}
+	waitQuantity(t, c.URL, pen.ID, 10)
+	waitQuantity(t, c.URL, pen.ID, 10) // the other frontend, next in the round robin
+	mugSel, penSel := "#item-"+itemID, fmt.Sprintf("#item-%d", pen.ID)
+	do(t, ctx,
+		chromedp.Navigate(c.URL+"/shop"),
+		chromedp.WaitVisible(chromedp.CSS(penSel+` button.add-to-cart`)),
+		chromedp.SetValue(chromedp.CSS(penSel+` input[name="quantity"]`), "3"),
+		chromedp.Click(chromedp.CSS(penSel+` button.add-to-cart`)),
+		chromedp.Click(chromedp.CSS(mugSel+` button.add-to-cart`)),
+	)
+	if n, notice := text(t, ctx, "#cart-count"), text(t, ctx, "#cart-notice"); n != "2" || !strings.Contains(notice, "Browser mug") {
+		t.Fatalf("after two adds the shop shows %s in the cart, notice %q", n, notice)
+	}
+	cartTotal := func(want string) {
+		t.Helper()
+		testenv.Eventually(t, 5*time.Second, func() error {
+			if got := text(t, ctx, "#cart-total"); got != want {
+				return fmt.Errorf("cart total %s, want %s", got, want)
+			}
+			return nil
+		})
+	}
+	do(t, ctx, chromedp.Navigate(c.URL+"/cart"), chromedp.WaitVisible(chromedp.CSS(`#cart tr.line`)))
+	checkNode(t, ctx, "cart page", isWeb)
+	cartTotal("11.25") // 3 × 1.25 + 7.50
+	do(t, ctx, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(
+		`(() => { const q = document.getElementById("cart-qty-%d"); q.value = "2"; q.dispatchEvent(new Event("change")); })()`, pen.ID)))
+	cartTotal("10.00")
+	screenshot(t, ctx, dir, "cart.png")
+	checkout := func() (status, total string, atFault []string) {
+		t.Helper()
+		do(t, ctx,
+			chromedp.Click(chromedp.CSS(`#checkout-button`)),
+			chromedp.WaitVisible(chromedp.CSS(`#lines`)), // only once decided
+		)
+		checkNode(t, ctx, "order page", isResult)
+		atFault, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#lines tr.at-fault")].map(r => r.dataset.item)`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return text(t, ctx, "#status"), text(t, ctx, "#total"), atFault
+	}
+	if s, total, atFault := checkout(); !strings.Contains(s, "Confirmed") || total != "10.00" || len(atFault) != 0 {
+		t.Fatalf("cart order: %q, total %s, lines at fault %v; want confirmed, 10.00", s, total, atFault)
+	}
+	screenshot(t, ctx, dir, "cart-confirmed.png")
+	waitQuantity(t, c.URL, pen.ID, 8)
+
+	// 9. A cart the stock cannot cover whole (the mug is sold out now) is
+	// rejected whole: the line at fault is named and no pen is taken.
+	do(t, ctx,
+		chromedp.Navigate(c.URL+"/cart"),
+		chromedp.WaitVisible(chromedp.CSS(`#cart-empty`)), // emptied by the checkout
+		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`localStorage.setItem("surge.cart", JSON.stringify({"%d": 2, "%s": 1})); undefined`, pen.ID, itemID)),
+		chromedp.Navigate(c.URL+"/cart"),
+		chromedp.WaitVisible(chromedp.CSS(`#cart tr.line`)),
+	)
+	cartTotal("10.00")
+	if s, _, atFault := checkout(); !strings.Contains(s, "Rejected") || !strings.Contains(s, "Nothing was taken") || len(atFault) != 1 || atFault[0] != itemID {
+		t.Fatalf("cart order: %q, lines at fault %v; want rejected naming item %s", s, atFault, itemID)
+	}
+	screenshot(t, ctx, dir, "cart-rejected.png")
+	waitQuantity(t, c.URL, pen.ID, 8)
+	waitQuantity(t, c.URL, pen.ID, 8)
 	t.Logf("screenshots in %s", dir)
 }

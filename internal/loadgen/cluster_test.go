@@ -22,27 +22,7 @@ import (
 // verified. Then the database is tampered with, and the same verification
 // must see each kind of damage.
 func TestLoadAndVerifyAgainstTheStack(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the whole stack (skipped in -short)")
-	}
-	bin, err := testenv.BuildBinaries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(bin)
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	// The load tool's voters and buyers all come from loopback: no
-	// per-address limits.
-	c, err := launcher.Up(ctx, launcher.Options{Dir: dir, BinDir: bin, Shards: 2, Workers: 2,
-		WebEnv: []string{"SURGE_NEW_VOTERS_PER_IP=0", "SURGE_ORDERS_PER_IP=0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
-
+	ctx, c, dir := upStack(t)
 	cfg := DefaultConfig()
 	cfg.Target, cfg.AdminUser, cfg.AdminPass = c.URL, c.AdminUser, c.AdminPassword
 	cfg.Rate, cfg.Duration, cfg.MaxRequests = 300, 3*time.Second, 2000
@@ -50,16 +30,7 @@ func TestLoadAndVerifyAgainstTheStack(t *testing.T) {
 	cfg.OrderRatio, cfg.Items, cfg.Stock = 0.2, 2, 40
 	cfg.Verify, cfg.DrainTimeout = true, 30*time.Second
 	cfg.JSONPath, cfg.PlotPath = filepath.Join(dir, "report.json"), filepath.Join(dir, "plot.png")
-	var out strings.Builder
-	r, err := newRunner(ctx, cfg, &out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := r.run(ctx)
-	t.Log(out.String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, rep, out := runLoad(t, ctx, cfg)
 	v := rep.Verdict
 	if v == nil || !v.OK() {
 		t.Fatalf("verdict %+v", v)
@@ -122,6 +93,100 @@ func TestLoadAndVerifyAgainstTheStack(t *testing.T) {
 	d := ve.Verdict
 	if d.Lost < 1 || d.Duplicated < 1 || d.Oversold < 1 || d.Unexpected < 1 {
 		t.Errorf("damage not seen: lost=%d duplicated=%d oversold=%d unexpected=%d", d.Lost, d.Duplicated, d.Oversold, d.Unexpected)
+	}
+}
+
+// runLoad runs the tool with cfg and logs its output, which it returns
+// for later runs to reuse.
+func runLoad(t *testing.T, ctx context.Context, cfg Config) (*runner, *Report, *strings.Builder) {
+	t.Helper()
+	var out strings.Builder
+	r, err := newRunner(ctx, cfg, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.run(ctx)
+	t.Log(out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, rep, &out
+}
+
+// upStack starts the real pipeline (2 shards, 2 workers, HAProxy) for a
+// test of at most 3 minutes, or skips the test in -short.
+func upStack(t *testing.T) (context.Context, *launcher.Cluster, string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the whole stack (skipped in -short)")
+	}
+	bin, err := testenv.BuildBinaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(bin) })
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	// The load tool's voters and buyers all come from loopback: no
+	// per-address limits.
+	c, err := launcher.Up(ctx, launcher.Options{Dir: dir, BinDir: bin, Shards: 2, Workers: 2,
+		WebEnv: []string{"SURGE_NEW_VOTERS_PER_IP=0", "SURGE_ORDERS_PER_IP=0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop() })
+	return ctx, c, dir
+}
+
+// --cart-lines 3 against the real pipeline: every order a cart of the 3
+// run items, from a stock that runs out; the verification finds each cart
+// all or nothing. Then an item's stock is raised by hand, as if a confirmed
+// cart had not taken that line, and the verification sees it.
+func TestCartLoadAgainstTheStack(t *testing.T) {
+	ctx, c, dir := upStack(t)
+	cfg := DefaultConfig()
+	cfg.Target, cfg.AdminUser, cfg.AdminPass = c.URL, c.AdminUser, c.AdminPassword
+	cfg.Rate, cfg.Duration, cfg.MaxRequests = 200, 2*time.Second, 1000
+	cfg.Voters, cfg.OrderRatio, cfg.Items, cfg.Stock, cfg.CartLines = 100, 0.5, 3, 30, 3
+	cfg.Verify, cfg.DrainTimeout = true, 30*time.Second
+	cfg.JSONPath, cfg.PlotPath = filepath.Join(dir, "report.json"), ""
+	r, rep, out := runLoad(t, ctx, cfg)
+	if v := rep.Verdict; v == nil || !v.OK() || v.Confirmed == 0 || v.Rejected == 0 {
+		t.Fatalf("verdict %+v: want every cart all or nothing, some confirmed and some rejected", v)
+	}
+	orders, err := r.api.auditOrders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	carts := 0
+	for _, o := range orders {
+		if strings.HasPrefix(o.OrderID, "load-"+rep.RunID+"-") {
+			if len(o.Lines) != 3 {
+				t.Fatalf("order %+v: want a cart of 3 lines", o)
+			}
+			carts++
+		}
+	}
+	if carts < 50 {
+		t.Fatalf("%d carts applied, want most of the run's ~200 orders", carts)
+	}
+
+	conn, err := pgx.Connect(ctx, c.Postgres.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `UPDATE items SET quantity = quantity + 1 WHERE id = $1`, rep.Items[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	err = r.verify(ctx)
+	t.Log(out.String())
+	var ve *VerifyError
+	if !errors.As(err, &ve) || ve.Verdict.Unexpected < 1 {
+		t.Fatalf("verify after a line was given back: %v", err)
 	}
 }
 

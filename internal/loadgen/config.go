@@ -57,6 +57,9 @@ type Config struct {
 	Items       int
 	Stock       int64
 	MaxQuantity int
+	// CartLines: each order is a cart of this many lines (distinct items,
+	// at most Items); 1 sends the single-item form.
+	CartLines int
 
 	Verify       bool
 	DrainTimeout time.Duration
@@ -99,6 +102,7 @@ func DefaultConfig() Config {
 		Items:         3,
 		Stock:         100,
 		MaxQuantity:   3,
+		CartLines:     1,
 		DrainTimeout:  2 * time.Minute,
 		JSONPath:      ".surge/load/report.json",
 		PlotPath:      ".surge/load/plot.png",
@@ -128,6 +132,8 @@ func (c *Config) Validate(ctx context.Context) error {
 		errs = append(errs, errors.New("change, order and repeat ratios are fractions from 0 to 1"))
 	case c.OrderRatio > 0 && (c.Items <= 0 || c.Stock < 0 || c.MaxQuantity < 1 || c.MaxQuantity > 100):
 		errs = append(errs, errors.New("orders need items > 0, stock >= 0 and max-quantity from 1 to 100"))
+	case c.OrderRatio > 0 && (c.CartLines < 1 || c.CartLines > 20 || c.CartLines > c.Items):
+		errs = append(errs, fmt.Errorf("cart-lines must be from 1 to 20 and at most items (%d): a cart has each item once", c.Items))
 	case c.Mode == ModeMax && (c.Objective <= 0 || c.ObjectiveQ <= 0 || c.ObjectiveQ >= 100 || c.StartRate <= 0 || c.StepDuration <= 0):
 		errs = append(errs, errors.New("max mode needs a positive objective, a percentile below 100, a start rate and a step duration"))
 	}

@@ -32,6 +32,11 @@ func TestValidateSafety(t *testing.T) {
 		{"max without objective", ok(func(c *Config) { c.Mode = ModeMax; c.Objective = 0 }), "objective"},
 		{"ratio above 1", ok(func(c *Config) { c.ChangeRatio = 1.5 }), "fractions"},
 		{"orders without items", ok(func(c *Config) { c.Items = 0 }), "items"},
+		{"carts of every item", ok(func(c *Config) { c.CartLines = 3 }), ""},
+		{"carts of 20 lines", ok(func(c *Config) { c.Items, c.CartLines = 20, 20 }), ""},
+		{"carts longer than the items", ok(func(c *Config) { c.CartLines = 4 }), "at most items (3)"},
+		{"carts of 21 lines", ok(func(c *Config) { c.Items, c.CartLines = 30, 21 }), "cart-lines must be from 1 to 20"},
+		{"carts of no lines", ok(func(c *Config) { c.CartLines = 0 }), "cart-lines"},
 		{"negative rate", ok(func(c *Config) { c.Rate = -1 }), "rate"},
 		{"no timeout", ok(func(c *Config) { c.Timeout = 0 * time.Second }), "timeout"},
 	} {

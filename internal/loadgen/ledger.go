@@ -2,6 +2,8 @@ package loadgen
 
 import (
 	"cmp"
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,11 +46,29 @@ type IdentityLedger struct {
 	Rejected int // 4xx: definitely not counted
 }
 
+// OrderLine is one line of an order: an item and how many of it.
+type OrderLine struct {
+	Item     int64 `json:"item"`
+	Quantity int   `json:"quantity"`
+}
+
+// linesString writes lines in item order, "item×quantity …", to compare
+// and report them.
+func linesString(lines []OrderLine) string {
+	sorted := slices.Clone(lines)
+	slices.SortFunc(sorted, func(a, b OrderLine) int { return cmp.Compare(a.Item, b.Item) })
+	parts := make([]string, len(sorted))
+	for i, l := range sorted {
+		parts[i] = fmt.Sprintf("%d×%d", l.Item, l.Quantity)
+	}
+	return strings.Join(parts, " ")
+}
+
 // OrderLedger is one order id's history. An order id may be sent more than
-// once (a repeat); it must take effect at most once.
+// once (a repeat); it must take effect at most once. Lines are what it
+// asked for: one line, or a cart.
 type OrderLedger struct {
-	Item     int64
-	Quantity int
+	Lines    []OrderLine
 	Acks     int
 	Unknown  int
 	Rejected int
@@ -108,12 +128,12 @@ func (l *Ledger) VoteRejected(sentAs string) {
 }
 
 // OrderSent records the outcome of one order request.
-func (l *Ledger) OrderSent(id string, item int64, quantity int, o Outcome) {
+func (l *Ledger) OrderSent(id string, lines []OrderLine, o Outcome) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ol := l.Orders[id]
 	if ol == nil {
-		ol = &OrderLedger{Item: item, Quantity: quantity}
+		ol = &OrderLedger{Lines: lines}
 		l.Orders[id] = ol
 	}
 	switch {

@@ -198,7 +198,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	// The load.
 	r.stats = NewStats(time.Now())
 	r.work = NewWorkload(r.base, WorkloadConfig{Voters: cfg.Voters, ChangeRatio: cfg.ChangeRatio, Poll: poll, Choices: choices,
-		OrderRatio: cfg.OrderRatio, RepeatRatio: cfg.RepeatRatio, Items: r.items, MaxQuantity: cfg.MaxQuantity,
+		OrderRatio: cfg.OrderRatio, RepeatRatio: cfg.RepeatRatio, Items: r.items, MaxQuantity: cfg.MaxQuantity, CartLines: cfg.CartLines,
 		Prefix: "load-" + runID + "-", Seed: seed}, r.ledger, r.stats, r.transport)
 	r.load = &http.Client{Transport: r.work, Timeout: cfg.Timeout, CheckRedirect: noRedirect}
 	r.progress = newProgress(cfg, r.stats)
@@ -436,7 +436,7 @@ func (r *runner) verify(ctx context.Context) error {
 		}
 		prefix := "load-" + r.report.RunID + "-"
 		for _, o := range orders {
-			if strings.HasPrefix(o.OrderID, prefix) || slices.Contains(items, o.Item) {
+			if strings.HasPrefix(o.OrderID, prefix) || slices.ContainsFunc(o.OrderLines(), func(l OrderLine) bool { return slices.Contains(items, l.Item) }) {
 				obs.Orders = append(obs.Orders, o)
 			}
 		}

@@ -15,13 +15,24 @@ type AuditVote struct {
 	EventID string `json:"event_id"`
 }
 
-// AuditOrder is one applied order, as the admin audit endpoint reports it.
+// AuditOrder is one applied order, as the admin audit endpoint reports it:
+// its lines, and for a one-line order its item and quantity (all that a
+// server from before carts reports).
 type AuditOrder struct {
-	OrderID  string `json:"order_id"`
-	Item     int64  `json:"item"`
-	Quantity int    `json:"quantity"`
-	Status   string `json:"status"`
-	Reason   string `json:"reason"`
+	OrderID  string      `json:"order_id"`
+	Item     int64       `json:"item"`
+	Quantity int         `json:"quantity"`
+	Status   string      `json:"status"`
+	Reason   string      `json:"reason"`
+	Lines    []OrderLine `json:"lines"`
+}
+
+// OrderLines returns the order's lines.
+func (ao AuditOrder) OrderLines() []OrderLine {
+	if len(ao.Lines) == 0 {
+		return []OrderLine{{Item: ao.Item, Quantity: ao.Quantity}}
+	}
+	return ao.Lines
 }
 
 // Observed is what the system shows once its queues are drained.
@@ -231,8 +242,10 @@ func verifyOrders(v *Verdict, l *Ledger, obs Observed) {
 		switch ao.Status {
 		case "confirmed":
 			v.Confirmed++
-			v.UnitsConfirmed += int64(ao.Quantity)
-			confirmed[ao.Item] += int64(ao.Quantity)
+			for _, l := range ao.OrderLines() {
+				v.UnitsConfirmed += int64(l.Quantity)
+				confirmed[l.Item] += int64(l.Quantity)
+			}
 		case "rejected":
 			v.Rejected++
 		}
@@ -270,15 +283,15 @@ func verifyOrders(v *Verdict, l *Ledger, obs Observed) {
 		case ol.Acks == 0:
 			v.UnknownOrdersApplied++
 		}
-		if ao.Item != ol.Item || ao.Quantity != ol.Quantity {
+		if got, sent := linesString(ao.OrderLines()), linesString(ol.Lines); got != sent {
 			v.Unexpected++
-			v.problem("order %s: applied as item %d × %d, sent as item %d × %d", id, ao.Item, ao.Quantity, ol.Item, ol.Quantity)
+			v.problem("order %s: applied as %s, sent as %s", id, got, sent)
 		}
 	}
 	// Orders applied against this run's items or under its ids that it never sent.
 	for _, id := range slices.Sorted(maps.Keys(applied)) {
 		v.Unexpected++
-		v.problem("order %s (item %d, %s) was not sent by this run", id, applied[id].Item, applied[id].Status)
+		v.problem("order %s (%s, %s) was not sent by this run", id, linesString(applied[id].OrderLines()), applied[id].Status)
 	}
 	// Stock: never oversold, and taken exactly by the confirmed orders.
 	for _, it := range slices.Sorted(maps.Keys(l.Stock)) {
@@ -293,23 +306,40 @@ func verifyOrders(v *Verdict, l *Ledger, obs Observed) {
 			v.problem("item %d: missing from the catalogue", it)
 			continue
 		}
+		// Every order is all or nothing: the stock is exactly the initial
+		// stock less the lines of the confirmed orders. Less: an order taken
+		// twice, or a rejected cart that took a line; more: a confirmed
+		// order (or one of its lines) not taken.
 		switch want := initial - confirmed[it]; {
 		case now < want:
 			v.Duplicated += want - now
-			v.problem("item %d: stock %d, but %d - %d confirmed = %d", it, now, initial, confirmed[it], want)
+			v.problem("item %d: stock %d, but %d - %d confirmed = %d (taken twice, or by a rejected cart)", it, now, initial, confirmed[it], want)
 		case now > want:
 			v.Unexpected++
-			v.problem("item %d: stock %d, but %d - %d confirmed = %d", it, now, initial, confirmed[it], want)
+			v.problem("item %d: stock %d, but %d - %d confirmed = %d (a confirmed line not taken)", it, now, initial, confirmed[it], want)
 		}
-		// Stock only goes down during a run, so an order refused for lack of
-		// stock never asked for more than what is left now.
-		for _, ao := range obs.Orders {
-			if ao.Item == it && ao.Status == "rejected" {
-				if ao.Reason == "unknown_item" || (ao.Reason == "out_of_stock" && int64(ao.Quantity) <= now) {
-					v.Unexpected++
-					v.problem("order %s: rejected (%s) for %d units while item %d has %d left", ao.OrderID, ao.Reason, ao.Quantity, it, now)
-				}
-			}
+	}
+	// Stock only goes down during a run, so an order refused for lack of
+	// stock has a line that asks for more than what is left now; one refused
+	// as unknown names only items the run did not create.
+	for _, ao := range obs.Orders {
+		if ao.Status != "rejected" {
+			continue
+		}
+		short, ours := false, true
+		for _, line := range ao.OrderLines() {
+			_, mine := l.Stock[line.Item]
+			now, known := obs.Stock[line.Item]
+			ours = ours && mine
+			short = short || !mine || !known || int64(line.Quantity) > now
+		}
+		switch {
+		case ao.Reason == "unknown_item" && ours:
+			v.Unexpected++
+			v.problem("order %s: rejected as unknown_item, but every item of %s is the run's", ao.OrderID, linesString(ao.OrderLines()))
+		case ao.Reason == "out_of_stock" && !short:
+			v.Unexpected++
+			v.problem("order %s: rejected as out_of_stock for %s while every line had stock left", ao.OrderID, linesString(ao.OrderLines()))
 		}
 	}
 }

@@ -24,9 +24,9 @@ func base() *scenario {
 	l.VoteAcked("", "#1", "red", "E03", cookie("B", 15))
 	// Item 7 has 5 units: o1 takes 2 (confirmed), o2 asks for 5 (rejected, 3 left).
 	l.Stock[7] = 5
-	l.OrderSent("o1", 7, 2, Outcome{Code: 202})
-	l.OrderSent("o1", 7, 2, Outcome{Code: 202}) // a repeat of the same id
-	l.OrderSent("o2", 7, 5, Outcome{Code: 202})
+	l.OrderSent("o1", one(7, 2), Outcome{Code: 202})
+	l.OrderSent("o1", one(7, 2), Outcome{Code: 202}) // a repeat of the same id
+	l.OrderSent("o2", one(7, 5), Outcome{Code: 202})
 	return &scenario{ledger: l, obs: Observed{
 		Counts:    map[string]int64{"red": 1, "blue": 1, "green": 0},
 		Votes:     []AuditVote{{"A", "blue", 20, "E02"}, {"B", "red", 15, "E03"}},
@@ -139,7 +139,7 @@ func TestVerify(t *testing.T) {
 			s.obs.Counts["red"], s.obs.Counts["green"] = 0, 1
 		}, figures{unexpected: 1}},
 		{"a refused order applied", func(s *scenario) {
-			s.ledger.OrderSent("o3", 7, 4, Outcome{Code: 400})
+			s.ledger.OrderSent("o3", one(7, 4), Outcome{Code: 400})
 			s.obs.Orders = append(s.obs.Orders, AuditOrder{OrderID: "o3", Item: 7, Quantity: 4, Status: "rejected", Reason: "out_of_stock"})
 		}, figures{unexpected: 1}},
 		{"an order applied with another quantity", func(s *scenario) {
@@ -151,7 +151,7 @@ func TestVerify(t *testing.T) {
 			s.obs.Stock[7] = 2
 		}, figures{unexpected: 1}},
 		{"an order refused for stock that was there", func(s *scenario) {
-			s.ledger.OrderSent("o4", 7, 1, Outcome{Code: 202})
+			s.ledger.OrderSent("o4", one(7, 1), Outcome{Code: 202})
 			s.obs.Orders = append(s.obs.Orders, AuditOrder{OrderID: "o4", Item: 7, Quantity: 1, Status: "rejected", Reason: "out_of_stock"})
 		}, figures{unexpected: 1}},
 		{"stock higher than the confirmed orders leave", func(s *scenario) {
@@ -180,12 +180,12 @@ func TestVerify(t *testing.T) {
 			s.obs.Counts["green"] = 1
 		}, figures{unknownVotes: 1, unknownCounted: 1}},
 		{"an unknown order applied", func(s *scenario) {
-			s.ledger.OrderSent("o5", 7, 1, Outcome{Code: 503})
+			s.ledger.OrderSent("o5", one(7, 1), Outcome{Code: 503})
 			s.obs.Orders = append(s.obs.Orders, AuditOrder{OrderID: "o5", Item: 7, Quantity: 1, Status: "confirmed"})
 			s.obs.Stock[7] = 2
 		}, figures{unknownOrders: 1, unknownApplied: 1}},
 		{"an unknown order not applied", func(s *scenario) {
-			s.ledger.OrderSent("o5", 7, 1, Outcome{Err: "timeout"})
+			s.ledger.OrderSent("o5", one(7, 1), Outcome{Err: "timeout"})
 		}, figures{unknownOrders: 1}},
 		{"another client's vote in a shared poll", func(s *scenario) {
 			s.obs.Exclusive = false
@@ -223,5 +223,48 @@ func TestVerifyChecksEveryone(t *testing.T) {
 	c := s.ledger.Counts()
 	if c != (Counts{Voters: 2, VotesAcked: 3, Orders: 2, OrdersAcked: 2}) {
 		t.Errorf("counts %+v", c)
+	}
+}
+
+func one(item int64, quantity int) []OrderLine { return []OrderLine{{Item: item, Quantity: quantity}} }
+
+// Carts are all or nothing: a confirmed cart takes every line, a rejected
+// one none; a cart rejected while every line had stock, one applied with
+// other lines, or stock that disagrees with the confirmed lines is caught.
+func TestVerifyCarts(t *testing.T) {
+	base := func() (*Ledger, Observed) {
+		l := NewLedger()
+		l.Stock[1], l.Stock[2] = 5, 3
+		// c1 takes 2 of item 1 and 3 of item 2; c2 asks for 1 of each: item 2 is out.
+		l.OrderSent("c1", []OrderLine{{1, 2}, {2, 3}}, Outcome{Code: 202})
+		l.OrderSent("c2", []OrderLine{{2, 1}, {1, 1}}, Outcome{Code: 202})
+		return l, Observed{Exclusive: true, Stock: map[int64]int64{1: 3, 2: 0}, Orders: []AuditOrder{
+			{OrderID: "c1", Status: "confirmed", Lines: []OrderLine{{1, 2}, {2, 3}}},
+			{OrderID: "c2", Status: "rejected", Reason: "out_of_stock", Lines: []OrderLine{{2, 1}, {1, 1}}},
+		}}
+	}
+	for _, tt := range []struct {
+		name   string
+		damage func(*Ledger, *Observed)
+		check  func(Verdict) bool
+	}{
+		{"honest", func(*Ledger, *Observed) {}, func(v Verdict) bool { return v.OK() && v.Confirmed == 1 && v.Rejected == 1 && v.UnitsConfirmed == 5 }},
+		{"a rejected cart took a line", func(_ *Ledger, o *Observed) { o.Stock[1] = 2 }, func(v Verdict) bool { return v.Duplicated == 1 && !v.OK() }},
+		{"a confirmed cart missed a line", func(_ *Ledger, o *Observed) { o.Stock[2] = 3 }, func(v Verdict) bool { return v.Unexpected >= 1 && !v.OK() }},
+		{"rejected while every line had stock", func(_ *Ledger, o *Observed) { o.Orders[1].Lines = []OrderLine{{1, 1}} }, func(v Verdict) bool { return v.Unexpected >= 1 }},
+		{"applied with other lines", func(_ *Ledger, o *Observed) { o.Orders[0].Lines = []OrderLine{{1, 2}, {2, 2}} }, func(v Verdict) bool { return v.Unexpected >= 1 }},
+		{"oversold", func(l *Ledger, o *Observed) {
+			l.OrderSent("c3", []OrderLine{{2, 1}}, Outcome{Code: 202})
+			o.Orders = append(o.Orders, AuditOrder{OrderID: "c3", Status: "confirmed", Lines: []OrderLine{{2, 1}}})
+			o.Stock[2] = -1
+		}, func(v Verdict) bool { return v.Oversold == 1 }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l, obs := base()
+			tt.damage(l, &obs)
+			if v := Verify(l, obs); !tt.check(v) {
+				t.Fatalf("verdict %+v", v)
+			}
+		})
 	}
 }

@@ -45,6 +45,7 @@ type Workload struct {
 	choices  []string
 	items    []int64
 	maxQty   int
+	cart     int // lines per order: 1 sends today's single-item form
 	orderMix float64
 	repeat   float64
 	prefix   string
@@ -67,9 +68,8 @@ type Workload struct {
 }
 
 type order struct {
-	id   string
-	item int64
-	qty  int
+	id    string
+	lines []OrderLine
 }
 
 // WorkloadConfig is the shape of the traffic.
@@ -81,7 +81,8 @@ type WorkloadConfig struct {
 	OrderRatio  float64 // fraction of requests that are orders
 	RepeatRatio float64 // fraction of orders that repeat an acknowledged order id
 	Items       []int64 // items to order
-	MaxQuantity int     // each order takes 1..MaxQuantity units
+	MaxQuantity int     // each order line takes 1..MaxQuantity units
+	CartLines   int     // lines per order (distinct items); 1 or less: one item, in the single-item form
 	Prefix      string  // order ids start with it
 	Seed        uint64
 }
@@ -89,6 +90,7 @@ type WorkloadConfig struct {
 // NewWorkload builds the voters. next is the transport requests go out on.
 func NewWorkload(base *url.URL, cfg WorkloadConfig, ledger *Ledger, stats *Stats, next http.RoundTripper) *Workload {
 	w := &Workload{base: base, poll: cfg.Poll, choices: cfg.Choices, items: cfg.Items, maxQty: max(cfg.MaxQuantity, 1),
+		cart:     min(max(cfg.CartLines, 1), max(len(cfg.Items), 1)),
 		orderMix: cfg.OrderRatio, repeat: cfg.RepeatRatio, prefix: cfg.Prefix, ledger: ledger, stats: stats, next: next,
 		rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))}
 	if len(w.items) == 0 {
@@ -131,8 +133,15 @@ func (w *Workload) Targeter() vegeta.Targeter {
 		if w.orderMix > 0 && w.rng.Float64() < w.orderMix {
 			o := w.nextOrder()
 			t.Method, t.URL = http.MethodPost, orderURL
-			t.Body = fmt.Appendf(nil, `{"order_id":%q,"item":%d,"quantity":%d}`, o.id, o.item, o.qty)
-			t.Header.Set(actionHeader, fmt.Sprintf("o %s %d %d", o.id, o.item, o.qty))
+			if len(o.lines) == 1 {
+				t.Body = fmt.Appendf(nil, `{"order_id":%q,"item":%d,"quantity":%d}`, o.id, o.lines[0].Item, o.lines[0].Quantity)
+			} else {
+				t.Body, _ = json.Marshal(struct {
+					OrderID string      `json:"order_id"`
+					Lines   []OrderLine `json:"lines"`
+				}{o.id, o.lines})
+			}
+			t.Header.Set(actionHeader, "o "+o.id+" "+formatLines(o.lines))
 			return nil
 		}
 		i, err := w.nextVoter()
@@ -199,8 +208,35 @@ func (w *Workload) nextOrder() order {
 		return w.recent[w.rng.IntN(len(w.recent))]
 	}
 	w.orderN++
-	return order{id: w.prefix + strconv.FormatInt(w.orderN, 10), item: w.items[w.rng.IntN(len(w.items))],
-		qty: 1 + w.rng.IntN(w.maxQty)}
+	o := order{id: w.prefix + strconv.FormatInt(w.orderN, 10)}
+	for _, i := range w.rng.Perm(len(w.items))[:w.cart] {
+		o.lines = append(o.lines, OrderLine{Item: w.items[i], Quantity: 1 + w.rng.IntN(w.maxQty)})
+	}
+	return o
+}
+
+// formatLines writes lines as "item:quantity,…" for the action header;
+// parseLines reads them back.
+func formatLines(lines []OrderLine) string {
+	parts := make([]string, len(lines))
+	for i, l := range lines {
+		parts[i] = strconv.FormatInt(l.Item, 10) + ":" + strconv.Itoa(l.Quantity)
+	}
+	return strings.Join(parts, ",")
+}
+
+func parseLines(s string) ([]OrderLine, error) {
+	var lines []OrderLine
+	for p := range strings.SplitSeq(s, ",") {
+		item, qty, _ := strings.Cut(p, ":")
+		i, err1 := strconv.ParseInt(item, 10, 64)
+		q, err2 := strconv.Atoi(qty)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("loadgen: bad order lines %q", s)
+		}
+		lines = append(lines, OrderLine{Item: i, Quantity: q})
+	}
+	return lines, nil
 }
 
 // done puts a voter back once their vote is answered.
@@ -260,10 +296,12 @@ func (w *Workload) RoundTrip(req *http.Request) (*http.Response, error) {
 				sentAs, _, _ = ParseVoterCookie(c.Value)
 			}
 		}
-	case len(f) == 4 && f[0] == "o":
+	case len(f) == 3 && f[0] == "o":
 		ord.id = f[1]
-		ord.item, _ = strconv.ParseInt(f[2], 10, 64)
-		ord.qty, _ = strconv.Atoi(f[3])
+		var err error
+		if ord.lines, err = parseLines(f[2]); err != nil {
+			return nil, err
+		}
 	default:
 		return nil, fmt.Errorf("loadgen: bad action %q", action)
 	}
@@ -316,7 +354,7 @@ func (w *Workload) RoundTrip(req *http.Request) (*http.Response, error) {
 			w.ledger.VoteRejected(sentAs)
 		}
 	} else {
-		w.ledger.OrderSent(ord.id, ord.item, ord.qty, out)
+		w.ledger.OrderSent(ord.id, ord.lines, out)
 		if out.OK() {
 			w.remember(ord)
 		}

@@ -30,6 +30,7 @@ type fake struct {
 	slow     func(n int) bool        // answer after the client gave up, then count
 	lateness time.Duration
 	leaked   int // requests that reached the server with the tool's own headers
+	carts    int // lines past the first of every order
 }
 
 func newFake() *fake {
@@ -85,13 +86,25 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, `{"error":"bad order"}`, http.StatusBadRequest)
 			return
 		}
+		lines := req.Lines
+		if lines == nil {
+			lines = []OrderLine{{Item: req.Item, Quantity: req.Quantity}}
+		}
 		f.mu.Lock()
 		if _, seen := f.orders[req.OrderID]; !seen {
-			o := AuditOrder{OrderID: req.OrderID, Item: req.Item, Quantity: req.Quantity, Status: "rejected", Reason: "out_of_stock"}
-			if f.stock[req.Item] >= int64(req.Quantity) {
-				f.stock[req.Item] -= int64(req.Quantity)
-				o.Status, o.Reason = "confirmed", ""
+			// All or nothing, as the worker decides (surge.DecideOrder).
+			o := AuditOrder{OrderID: req.OrderID, Lines: lines, Status: "confirmed"}
+			for _, l := range lines {
+				if f.stock[l.Item] < int64(l.Quantity) {
+					o.Status, o.Reason = "rejected", "out_of_stock"
+				}
 			}
+			if o.Status == "confirmed" {
+				for _, l := range lines {
+					f.stock[l.Item] -= int64(l.Quantity)
+				}
+			}
+			f.carts += len(lines) - 1
 			f.orders[req.OrderID] = o
 			f.order = append(f.order, req.OrderID)
 		}
@@ -104,9 +117,10 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 type orderRequest struct {
-	OrderID  string `json:"order_id"`
-	Item     int64  `json:"item"`
-	Quantity int    `json:"quantity"`
+	OrderID  string      `json:"order_id"`
+	Item     int64       `json:"item"`
+	Quantity int         `json:"quantity"`
+	Lines    []OrderLine `json:"lines"`
 }
 
 func (f *fake) observed() Observed {
@@ -130,6 +144,10 @@ func (f *fake) observed() Observed {
 // their vote, and 20% orders, as fast as 8 connections go, for 900
 // requests (or at most 15 seconds).
 func drive(t *testing.T, f *fake, timeout time.Duration) (*Ledger, *Stats, *Workload) {
+	return driveCarts(t, f, timeout, 1)
+}
+
+func driveCarts(t *testing.T, f *fake, timeout time.Duration, cartLines int) (*Ledger, *Stats, *Workload) {
 	t.Helper()
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
@@ -139,7 +157,7 @@ func drive(t *testing.T, f *fake, timeout time.Duration) (*Ledger, *Stats, *Work
 	tr := &http.Transport{MaxIdleConnsPerHost: 16}
 	t.Cleanup(tr.CloseIdleConnections)
 	w := NewWorkload(u, WorkloadConfig{Voters: 60, ChangeRatio: 0.5, Poll: "p", Choices: []string{"a", "b", "c"},
-		OrderRatio: 0.2, RepeatRatio: 0.1, Items: []int64{1, 2}, MaxQuantity: 3, Prefix: "t-", Seed: 7}, ledger, stats, tr)
+		OrderRatio: 0.2, RepeatRatio: 0.1, Items: []int64{1, 2}, MaxQuantity: 3, CartLines: cartLines, Prefix: "t-", Seed: 7}, ledger, stats, tr)
 	r := &runner{cfg: Config{Connections: 8}, work: w, load: &http.Client{Transport: w, Timeout: timeout}}
 	sent := r.attack(context.Background(), 0, 15*time.Second, 900)
 	w.Close()
@@ -180,6 +198,20 @@ func TestWorkloadAgainstAnHonestServer(t *testing.T) {
 	}
 	if v.Confirmed == 0 || v.Rejected == 0 {
 		t.Errorf("orders: %d confirmed, %d rejected; want both (stock runs out)", v.Confirmed, v.Rejected)
+	}
+}
+
+// --cart-lines 2: every order is a cart of both items, sent with lines;
+// an all-or-nothing server passes the verification.
+func TestWorkloadSendsCarts(t *testing.T) {
+	f := newFake()
+	ledger, _, _ := driveCarts(t, f, 5*time.Second, 2)
+	v := Verify(ledger, f.observed())
+	if !v.OK() || v.Confirmed == 0 || v.Rejected == 0 {
+		t.Fatalf("verdict %+v", v)
+	}
+	if f.carts != len(f.orders) {
+		t.Fatalf("%d orders with %d lines past the first; want carts of 2 lines", len(f.orders), f.carts)
 	}
 }
 

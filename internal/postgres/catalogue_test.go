@@ -102,7 +102,7 @@ func TestCatalogueTopicsSearchAndRetirement(t *testing.T) {
 	if _, _, err := db.UpsertItem(ctx, surge.ItemInput{Name: "RED MUG", Quantity: 1, Price: &price}); surge.ErrorCode(err) != surge.ECONFLICT {
 		t.Fatalf("a new item under a retired name: %v, want conflict", err)
 	}
-	outcomes, err := db.ApplyOrders(ctx, []surge.Order{{ID: "o-retired", Item: mug, Quantity: 1}})
+	outcomes, err := db.ApplyOrders(ctx, []surge.Order{{ID: "o-retired", Lines: []surge.OrderLine{{Item: mug, Quantity: 1}}}})
 	if err != nil || len(outcomes) != 1 || outcomes[0].Status != surge.OrderRejected || outcomes[0].Reason != surge.ReasonUnknownItem {
 		t.Fatalf("an order for a retired item: %+v, %v; want rejected unknown_item", outcomes, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -195,13 +196,12 @@ func (db *DB) CreatePoll(ctx context.Context, p surge.Poll) error {
 	return nil
 }
 
-// OrderState returns an applied order's state, or ENOTFOUND if no worker has
-// applied it yet.
+// OrderState returns an applied order's state, with its lines and total,
+// or ENOTFOUND if no worker has applied it yet.
 func (db *DB) OrderState(ctx context.Context, id string) (surge.OrderState, error) {
 	st := surge.OrderState{OrderID: id}
 	var reason *string
-	err := db.Pool.QueryRow(ctx, `SELECT status, reason, item_id, quantity FROM orders WHERE id = $1`, id).
-		Scan(&st.Status, &reason, &st.Item, &st.Quantity)
+	err := db.Pool.QueryRow(ctx, `SELECT status, reason FROM orders WHERE id = $1`, id).Scan(&st.Status, &reason)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return surge.OrderState{}, surge.Errorf(surge.ENOTFOUND, "unknown order %q", id)
 	}
@@ -211,15 +211,45 @@ func (db *DB) OrderState(ctx context.Context, id string) (surge.OrderState, erro
 	if reason != nil {
 		st.Reason = *reason
 	}
+	rows, err := db.Pool.Query(ctx, `
+		SELECT l.item_id, l.quantity, coalesce(i.name, ''), l.price_cents, coalesce(l.reason, '')
+		FROM order_items l LEFT JOIN items i ON i.id = l.item_id
+		WHERE l.order_id = $1 ORDER BY l.line`, id)
+	if err != nil {
+		return surge.OrderState{}, db.classify(fmt.Errorf("order %s lines: %w", id, err))
+	}
+	var total surge.Cents
+	priced := true
+	st.Lines, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (surge.StateLine, error) {
+		var l surge.StateLine
+		var price *int64
+		err := r.Scan(&l.Item, &l.Quantity, &l.Name, &price, &l.Reason)
+		if price != nil {
+			p := surge.Cents(*price)
+			l.Price = &p
+			total += p * surge.Cents(l.Quantity)
+		} else {
+			priced = false
+		}
+		return l, err
+	})
+	if err != nil {
+		return surge.OrderState{}, db.classify(fmt.Errorf("order %s lines: %w", id, err))
+	}
+	if priced && len(st.Lines) > 0 {
+		st.Total = &total
+	}
+	st.SetSingle()
 	return st, nil
 }
 
 // applyOrders applies a batch of orders inside tx: each order id is claimed
 // once (a repeat does nothing), then the stock of every item involved is
-// locked in id order and the orders are confirmed first come, first served
-// while stock lasts. It returns the outcomes of the orders it claimed, then
-// one OrderConflict outcome per entry that reuses an id taken by an order
-// with another item or quantity: those are never applied.
+// locked in id order, and the orders are decided first come, first served,
+// each all or nothing (surge.DecideOrder): confirmed only if every line's
+// stock suffices, then taking all of it. It returns the outcomes of the
+// orders it claimed, then one OrderConflict outcome per entry that reuses an
+// id taken by an order with other lines: those are never applied.
 func applyOrders(ctx context.Context, tx pgx.Tx, orders []surge.Order) ([]surge.OrderOutcome, error) {
 	// One entry per id: the first occurrence.
 	seen := map[string]bool{}
@@ -233,10 +263,14 @@ func applyOrders(ctx context.Context, tx pgx.Tx, orders []surge.Order) ([]surge.
 	sorted := slices.Clone(batch)
 	slices.SortFunc(sorted, func(a, b surge.Order) int { return cmp.Compare(a.ID, b.ID) })
 	n := len(sorted)
-	ids, items, qty, nodes := make([]string, n), make([]int64, n), make([]int32, n), make([]string, n)
+	ids, items, qty, nodes := make([]string, n), make([]*int64, n), make([]*int32, n), make([]string, n)
 	at := make([]*time.Time, n)
 	for i, o := range sorted {
-		ids[i], items[i], qty[i], nodes[i] = o.ID, o.Item, int32(o.Quantity), o.Node
+		ids[i], nodes[i] = o.ID, o.Node
+		if len(o.Lines) == 1 { // as before carts, for the readers of that release
+			q := int32(o.Lines[0].Quantity)
+			items[i], qty[i] = &sorted[i].Lines[0].Item, &q
+		}
 		if !o.At.IsZero() {
 			at[i] = &sorted[i].At
 		}
@@ -268,49 +302,49 @@ func applyOrders(ctx context.Context, tx pgx.Tx, orders []surge.Order) ([]surge.
 		return conflicts, nil
 	}
 
-	// 2. Lock the stock of every item involved, in id order.
+	// 2. Lock the stock of every item involved, in id order, so that
+	// concurrent carts sharing items never wait on each other in a circle.
 	var itemIDs []int64
 	for _, o := range batch {
 		if claimed[o.ID] {
-			itemIDs = append(itemIDs, o.Item)
+			for _, l := range o.Lines {
+				itemIDs = append(itemIDs, l.Item)
+			}
 		}
 	}
 	slices.Sort(itemIDs)
 	itemIDs = slices.Compact(itemIDs)
-	rows, err = tx.Query(ctx, `SELECT id, quantity FROM items WHERE id = ANY($1) AND retired_at IS NULL ORDER BY id FOR UPDATE`, itemIDs)
+	// A retired item is not on sale: its lines are unknown_item.
+	rows, err = tx.Query(ctx, `SELECT id, quantity, price_cents FROM items WHERE id = ANY($1) AND retired_at IS NULL ORDER BY id FOR UPDATE`, itemIDs)
 	if err != nil {
 		return nil, fmt.Errorf("lock stock: %w", err)
 	}
-	stock := map[int64]int64{}
-	var id, q int64
-	if _, err := pgx.ForEachRow(rows, []any{&id, &q}, func() error { stock[id] = q; return nil }); err != nil {
+	stock, prices := map[int64]int64{}, map[int64]int64{}
+	var id, q, p int64
+	if _, err := pgx.ForEachRow(rows, []any{&id, &q, &p}, func() error { stock[id], prices[id] = q, p; return nil }); err != nil {
 		return nil, fmt.Errorf("lock stock: %w", err)
 	}
+	initial := maps.Clone(stock)
 
-	// 3. Decide in arrival order, then write stock and outcomes.
+	// 3. Decide in arrival order, then write stock, outcomes and lines.
 	var outcomes []surge.OrderOutcome
-	taken := map[int64]int64{}
+	var lines orderLineRows
 	for _, o := range batch {
 		if !claimed[o.ID] {
 			continue
 		}
-		left, known := stock[o.Item]
-		switch {
-		case !known:
-			outcomes = append(outcomes, surge.OrderOutcome{ID: o.ID, Status: surge.OrderRejected, Reason: surge.ReasonUnknownItem})
-		case left < int64(o.Quantity):
-			outcomes = append(outcomes, surge.OrderOutcome{ID: o.ID, Status: surge.OrderRejected, Reason: surge.ReasonOutOfStock})
-		default:
-			stock[o.Item] = left - int64(o.Quantity)
-			taken[o.Item] += int64(o.Quantity)
-			outcomes = append(outcomes, surge.OrderOutcome{ID: o.ID, Status: surge.OrderConfirmed})
-		}
+		d := surge.DecideOrder(o.Lines, stock)
+		d.TakeStock(o.Lines, stock)
+		outcomes = append(outcomes, surge.OrderOutcome{ID: o.ID, Status: d.Status, Reason: d.Reason, Short: d.Short})
+		lines.add(o, d, prices)
 	}
 	var b pgx.Batch
+	taken := false
 	for _, item := range itemIDs {
-		if d := taken[item]; d > 0 {
-			// The CHECK (quantity >= 0) backs the decision above.
+		if d := initial[item] - stock[item]; d > 0 {
+			// The CHECK (quantity >= 0) backs the decisions above.
 			b.Queue(`UPDATE items SET quantity = quantity - $2, updated_at = now() WHERE id = $1`, item, d)
+			taken = true
 		}
 	}
 	oids, statuses, reasons := make([]string, len(outcomes)), make([]string, len(outcomes)), make([]*string, len(outcomes))
@@ -322,7 +356,10 @@ func applyOrders(ctx context.Context, tx pgx.Tx, orders []surge.Order) ([]surge.
 	}
 	b.Queue(`UPDATE orders o SET status = u.status, reason = u.reason, committed_at = now()
 		FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, status, reason) WHERE o.id = u.id`, oids, statuses, reasons)
-	if len(taken) > 0 {
+	b.Queue(`INSERT INTO order_lines (order_id, line, item_id, quantity, price_cents, reason)
+		SELECT * FROM unnest($1::text[], $2::smallint[], $3::bigint[], $4::int[], $5::bigint[], $6::text[])`,
+		lines.order, lines.line, lines.item, lines.qty, lines.price, lines.reason)
+	if taken {
 		b.Queue(`SELECT pg_notify($1, 'stock')`, CatalogChannel)
 	}
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
@@ -331,9 +368,36 @@ func applyOrders(ctx context.Context, tx pgx.Tx, orders []surge.Order) ([]surge.
 	return append(outcomes, conflicts...), nil
 }
 
-// orderConflicts finds the entries whose id belongs to an order with
-// another item or quantity: the stored order's, for an id taken before this
-// batch, else the first entry's in the batch.
+// orderLineRows are the order_lines rows of a batch, column by column.
+type orderLineRows struct {
+	order  []string
+	line   []int16
+	item   []int64
+	qty    []int32
+	price  []*int64
+	reason []*string
+}
+
+// add records an order's lines with their unit prices (none for an unknown
+// item) and, on the lines at fault of a rejected order, the reason.
+func (r *orderLineRows) add(o surge.Order, d surge.Decision, prices map[int64]int64) {
+	for i, l := range o.Lines {
+		r.order, r.line, r.item, r.qty = append(r.order, o.ID), append(r.line, int16(i)), append(r.item, l.Item), append(r.qty, int32(l.Quantity))
+		var price *int64
+		if p, ok := prices[l.Item]; ok {
+			price = &p
+		}
+		var reason *string
+		if slices.Contains(d.Short, l.Item) {
+			reason = &d.Reason
+		}
+		r.price, r.reason = append(r.price, price), append(r.reason, reason)
+	}
+}
+
+// orderConflicts finds the entries whose id belongs to an order with other
+// lines: the stored order's, for an id taken before this batch, else the
+// first entry's in the batch.
 func orderConflicts(ctx context.Context, tx pgx.Tx, orders, firsts []surge.Order, claimed map[string]bool) ([]surge.OrderOutcome, error) {
 	owner := make(map[string]string, len(firsts))
 	var taken []string
@@ -345,16 +409,21 @@ func orderConflicts(ctx context.Context, tx pgx.Tx, orders, firsts []surge.Order
 		}
 	}
 	if len(taken) > 0 {
-		rows, err := tx.Query(ctx, `SELECT id, item_id, quantity FROM orders WHERE id = ANY($1)`, taken)
+		rows, err := tx.Query(ctx, `SELECT order_id, item_id, quantity FROM order_items WHERE order_id = ANY($1)`, taken)
 		if err != nil {
 			return nil, fmt.Errorf("compare repeated orders: %w", err)
 		}
-		var stored surge.Order
-		if _, err := pgx.ForEachRow(rows, []any{&stored.ID, &stored.Item, &stored.Quantity}, func() error {
-			owner[stored.ID] = stored.Payload()
+		stored := map[string][]surge.OrderLine{}
+		var oid string
+		var l surge.OrderLine
+		if _, err := pgx.ForEachRow(rows, []any{&oid, &l.Item, &l.Quantity}, func() error {
+			stored[oid] = append(stored[oid], l)
 			return nil
 		}); err != nil {
 			return nil, fmt.Errorf("compare repeated orders: %w", err)
+		}
+		for oid, lines := range stored {
+			owner[oid] = surge.LinesPayload(lines)
 		}
 	}
 	var conflicts []surge.OrderOutcome
@@ -401,18 +470,25 @@ func (db *DB) CountedVotes(ctx context.Context, poll, after string, limit int) (
 	return out, nil
 }
 
-// OrderRecord is an applied order.
+// OrderRecord is an applied order with its lines. A one-line order also
+// has its item and quantity at the top, as before carts.
 type OrderRecord struct {
-	OrderID  string `json:"order_id"`
-	Item     int64  `json:"item"`
-	Quantity int    `json:"quantity"`
-	Status   string `json:"status"`
-	Reason   string `json:"reason,omitempty"`
+	OrderID  string            `json:"order_id"`
+	Item     int64             `json:"item,omitempty"`
+	Quantity int               `json:"quantity,omitempty"`
+	Status   string            `json:"status"`
+	Reason   string            `json:"reason,omitempty"`
+	Lines    []surge.OrderLine `json:"lines"`
 }
 
 // AppliedOrders returns every applied order, for audits.
 func (db *DB) AppliedOrders(ctx context.Context) ([]OrderRecord, error) {
-	rows, err := db.Pool.Query(ctx, `SELECT id, item_id, quantity, status, coalesce(reason, '') FROM orders ORDER BY id`)
+	rows, err := db.Pool.Query(ctx, `
+		SELECT o.id, coalesce(o.item_id, 0), coalesce(o.quantity, 0), o.status, coalesce(o.reason, ''),
+		       coalesce(json_agg(json_build_object('item', l.item_id, 'quantity', l.quantity) ORDER BY l.line)
+		                FILTER (WHERE l.order_id IS NOT NULL), '[]')
+		FROM orders o LEFT JOIN order_items l ON l.order_id = o.id
+		GROUP BY o.id ORDER BY o.id`)
 	if err != nil {
 		return nil, db.classify(fmt.Errorf("applied orders: %w", err))
 	}

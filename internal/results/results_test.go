@@ -3,10 +3,12 @@ package results_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -108,5 +110,62 @@ func TestHealthFailsWithoutDatabase(t *testing.T) {
 	}
 	if status, body := get(t, ts.URL+"/results/api/polls/cats-vs-dogs"); status != 503 {
 		t.Fatalf("results %d without a database: %s", status, body)
+	}
+}
+
+// GET /orders/<id> of a cart: its status, reason, lines and total as JSON,
+// and as a page that names the lines at fault; an unknown id is a 404.
+func TestCartOrderStatus(t *testing.T) {
+	db := testenv.Postgres(t)
+	ctx := context.Background()
+	p1, p2 := surge.Cents(1250), surge.Cents(199)
+	mug, _, err := db.UpsertItem(ctx, surge.ItemInput{Name: "Mug <b>", Quantity: 5, Price: &p1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pen, _, err := db.UpsertItem(ctx, surge.ItemInput{Name: "Pen", Quantity: 1, Price: &p2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ApplyOrders(ctx, []surge.Order{
+		{ID: "ok", Lines: []surge.OrderLine{{Item: mug.ID, Quantity: 2}, {Item: pen.ID, Quantity: 1}}},
+		{ID: "short", Lines: []surge.OrderLine{{Item: mug.ID, Quantity: 1}, {Item: pen.ID, Quantity: 1}}},
+		{ID: "one", Lines: []surge.OrderLine{{Item: mug.ID, Quantity: 1}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	live := results.NewLive(db, slog.New(slog.DiscardHandler), time.Millisecond)
+	ts := httptest.NewServer(results.New("r", db, redis.Shards{}, live, slog.New(slog.DiscardHandler)).Handler())
+	defer ts.Close()
+	for _, tt := range []struct {
+		id     string
+		status int
+		want   string
+	}{
+		{"ok", 200, fmt.Sprintf(`{"order_id":"ok","status":"confirmed","lines":[{"item":%d,"quantity":2,"name":"Mug <b>","price":"12.50"},{"item":%d,"quantity":1,"name":"Pen","price":"1.99"}],"total":"26.99"}`, mug.ID, pen.ID)},
+		{"short", 200, fmt.Sprintf(`{"order_id":"short","status":"rejected","reason":"out_of_stock","lines":[{"item":%d,"quantity":1,"name":"Mug <b>","price":"12.50"},{"item":%d,"quantity":1,"name":"Pen","price":"1.99","reason":"out_of_stock"}],"total":"14.49"}`, mug.ID, pen.ID)},
+		{"one", 200, fmt.Sprintf(`{"order_id":"one","status":"confirmed","item":%d,"quantity":1,"lines":[{"item":%d,"quantity":1,"name":"Mug <b>","price":"12.50"}],"total":"12.50"}`, mug.ID, mug.ID)},
+		{"nope", 404, ""},
+	} {
+		status, body := get(t, ts.URL+"/orders/"+tt.id)
+		var got, want any
+		json.Unmarshal([]byte(body), &got)
+		json.Unmarshal([]byte(tt.want), &want)
+		if status != tt.status || (tt.want != "" && !reflect.DeepEqual(got, want)) {
+			t.Fatalf("GET /orders/%s: %d %s\nwant %d %s", tt.id, status, body, tt.status, tt.want)
+		}
+	}
+	req, _ := http.NewRequest("GET", ts.URL+"/orders/short", nil)
+	req.Header.Set("Accept", "text/html")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"Rejected", "Nothing was taken", "Mug &lt;b&gt;", `class="line at-fault" data-item="` + fmt.Sprint(pen.ID), "not enough left", `id="total">14.49<`} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("order page lacks %q:\n%s", want, page)
+		}
 	}
 }

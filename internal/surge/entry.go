@@ -20,7 +20,11 @@ const (
 // `XRANGE` shows entries as they are:
 //
 //	vote:  kind id poll choice voter version node at
-//	order: kind id item quantity node at
+//	order: kind id item quantity node at        (one line, as before carts)
+//	order: kind id lines node at                (lines "item:quantity,…")
+//
+// A one-line order is written in the first form, so workers of the release
+// before carts still read it during a rolling update.
 const (
 	FieldKind     = "kind"
 	FieldID       = "id"
@@ -30,6 +34,7 @@ const (
 	FieldVersion  = "version"
 	FieldItem     = "item"
 	FieldQuantity = "quantity"
+	FieldLines    = "lines"
 	FieldNode     = "node"
 	FieldAt       = "at"
 	// FieldData holds the whole payload as JSON in entries written by
@@ -46,8 +51,12 @@ func EncodeVote(v Vote) []any {
 
 // EncodeOrder returns the stream fields of an order entry.
 func EncodeOrder(o Order) []any {
-	return []any{FieldKind, KindOrder, FieldID, o.ID, FieldItem, strconv.FormatInt(o.Item, 10),
-		FieldQuantity, strconv.Itoa(o.Quantity), FieldNode, o.Node, FieldAt, formatMicros(o.At)}
+	if len(o.Lines) == 1 {
+		return []any{FieldKind, KindOrder, FieldID, o.ID, FieldItem, strconv.FormatInt(o.Lines[0].Item, 10),
+			FieldQuantity, strconv.Itoa(o.Lines[0].Quantity), FieldNode, o.Node, FieldAt, formatMicros(o.At)}
+	}
+	return []any{FieldKind, KindOrder, FieldID, o.ID, FieldLines, FormatLines(o.Lines),
+		FieldNode, o.Node, FieldAt, formatMicros(o.At)}
 }
 
 func formatMicros(t time.Time) string {
@@ -83,11 +92,20 @@ func DecodeEntry(streamID string, fields map[string]any) (Entry, error) {
 		}
 		e.Vote = &v
 	case KindOrder:
-		o := Order{ID: f.str(FieldID), Item: f.int(FieldItem), Node: f.str(FieldNode), At: f.time(FieldAt)}
-		q := f.int(FieldQuantity)
-		o.Quantity = int(q)
-		if int64(o.Quantity) != q {
-			f.fail(FieldQuantity)
+		o := Order{ID: f.str(FieldID), Node: f.str(FieldNode), At: f.time(FieldAt)}
+		if _, cart := fields[FieldLines]; cart {
+			var err error
+			if o.Lines, err = ParseLinesPayload(f.str(FieldLines)); err != nil {
+				f.fail(FieldLines)
+			}
+		} else {
+			l := OrderLine{Item: f.int(FieldItem)}
+			q := f.int(FieldQuantity)
+			l.Quantity = int(q)
+			if int64(l.Quantity) != q {
+				f.fail(FieldQuantity)
+			}
+			o.Lines = []OrderLine{l}
 		}
 		if err := cmp.Or(f.err, o.Validate()); err != nil {
 			return e, fmt.Errorf("decode order entry %s: %w", streamID, err)
@@ -148,7 +166,10 @@ func decodeJSONEntry(e Entry, fields map[string]any) (Entry, error) {
 	case KindVote:
 		e.Vote, err = decodeJSON[Vote](data)
 	case KindOrder:
-		e.Order, err = decodeJSON[Order](data)
+		var legacy *jsonOrder
+		if legacy, err = decodeJSON[jsonOrder](data); err == nil {
+			e.Order = &legacy.Order
+		}
 	default:
 		return e, fmt.Errorf("decode entry %s: unknown kind %q", e.StreamID, e.Kind)
 	}
@@ -170,4 +191,19 @@ func decodeJSON[T any, P interface {
 		return nil, err
 	}
 	return &v, nil
+}
+
+// jsonOrder is an order entry of the earlier JSON format: one item and its
+// quantity.
+type jsonOrder struct {
+	Order
+	Item     int64 `json:"item"`
+	Quantity int   `json:"quantity"`
+}
+
+func (o *jsonOrder) Validate() error {
+	if o.Lines == nil {
+		o.Lines = []OrderLine{{Item: o.Item, Quantity: o.Quantity}}
+	}
+	return o.Order.Validate()
 }

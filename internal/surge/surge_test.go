@@ -233,13 +233,52 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 }
 
 func TestEncodeDecodeOrder(t *testing.T) {
-	o := Order{ID: "k-1", Item: 1<<63 - 1, Quantity: MaxOrderQuantity, Node: "web-2", At: time.UnixMicro(1_767_323_045_123_456).UTC()}
-	e, err := DecodeEntry("2-0", fieldsOf(t, EncodeOrder(o)))
+	at := time.UnixMicro(1_767_323_045_123_456).UTC()
+	twenty := make([]OrderLine, MaxOrderLines)
+	for i := range twenty {
+		twenty[i] = OrderLine{Item: int64(100 - i), Quantity: i + 1}
+	}
+	for _, tt := range []struct {
+		name  string
+		lines []OrderLine
+		flat  []string // the stream fields that carry the lines
+	}{
+		// One line is written as before carts, so an older worker reads it.
+		{"one line", []OrderLine{{Item: 1<<63 - 1, Quantity: MaxOrderQuantity}}, []string{FieldItem, FieldQuantity}},
+		{"a cart", []OrderLine{{Item: 7, Quantity: 1}, {Item: 1, Quantity: 2}}, []string{FieldLines}},
+		{"twenty lines", twenty, []string{FieldLines}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := Order{ID: "k-1", Lines: tt.lines, Node: "web-2", At: at}
+			fields := fieldsOf(t, EncodeOrder(o))
+			for _, f := range tt.flat {
+				if _, ok := fields[f]; !ok {
+					t.Fatalf("entry %v has no field %q", fields, f)
+				}
+			}
+			e, err := DecodeEntry("2-0", fields)
+			if err != nil {
+				t.Fatalf("DecodeEntry: %v", err)
+			}
+			if e.Kind != KindOrder || e.Order == nil || e.Vote != nil || e.Order.ID != o.ID || e.Order.Node != o.Node || !e.Order.At.Equal(at) {
+				t.Fatalf("entry = %+v (order %+v), want order %+v", e, e.Order, o)
+			}
+			if LinesPayload(e.Order.Lines) != o.Payload() {
+				t.Fatalf("lines %v decoded as %v", o.Lines, e.Order.Lines)
+			}
+		})
+	}
+}
+
+// An order entry of the JSON format, one item and its quantity, decodes as
+// a one-line order.
+func TestDecodeJSONOrderEntry(t *testing.T) {
+	e, err := DecodeEntry("3-1", map[string]any{FieldKind: KindOrder, FieldData: `{"id":"k-1","item":7,"quantity":2,"node":"web-1"}`})
 	if err != nil {
 		t.Fatalf("DecodeEntry: %v", err)
 	}
-	if e.Kind != KindOrder || e.Order == nil || e.Vote != nil || *e.Order != o {
-		t.Fatalf("entry = %+v (order %+v), want order %+v", e, e.Order, o)
+	if e.Order == nil || e.Order.ID != "k-1" || e.Order.Payload() != "7:2" || e.Order.Node != "web-1" {
+		t.Fatalf("order = %+v", e.Order)
 	}
 }
 
@@ -277,8 +316,13 @@ func TestDecodeEntryPoison(t *testing.T) {
 		return m
 	}
 	order := func(change func(map[string]any)) map[string]any {
-		m := fieldsOf(t, EncodeOrder(Order{ID: "k", Item: 1, Quantity: 1}))
+		m := fieldsOf(t, EncodeOrder(Order{ID: "k", Lines: []OrderLine{{Item: 1, Quantity: 1}}}))
 		change(m)
+		return m
+	}
+	cart := func(lines string) map[string]any {
+		m := fieldsOf(t, EncodeOrder(Order{ID: "k", Lines: []OrderLine{{Item: 1, Quantity: 1}, {Item: 2, Quantity: 1}}}))
+		m[FieldLines] = lines
 		return m
 	}
 
@@ -314,6 +358,11 @@ func TestDecodeEntryPoison(t *testing.T) {
 		{"flat order: no item", order(func(m map[string]any) { delete(m, FieldItem) }), KindOrder, `field "item"`, EINTERNAL},
 		{"flat order: quantity past int", order(func(m map[string]any) { m[FieldQuantity] = "4294967297" }), KindOrder, "quantity", EINVALID},
 		{"flat order: quantity 0", order(func(m map[string]any) { m[FieldQuantity] = "0" }), KindOrder, "quantity must be", EINVALID},
+		{"cart: duplicate item", cart("1:1,1:2"), KindOrder, "already in the order", EINVALID},
+		{"cart: quantity 0", cart("1:1,2:0"), KindOrder, "line 2: quantity", EINVALID},
+		{"cart: 21 lines", cart(strings.Repeat("1:1,", 20) + "1:1"), KindOrder, `field "lines"`, EINTERNAL},
+		{"cart: malformed", cart("1:1,2"), KindOrder, `field "lines"`, EINTERNAL},
+		{"cart: empty", cart(""), KindOrder, `field "lines"`, EINTERNAL},
 		{"flat order: unknown kind", order(func(m map[string]any) { m[FieldKind] = "refund" }), "refund", `unknown kind "refund"`, EINTERNAL},
 	}
 	for _, tt := range tests {

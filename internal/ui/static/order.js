@@ -1,4 +1,5 @@
-// Follows a pending order until a worker has confirmed or rejected it.
+// Follows a pending order until a worker has confirmed or rejected it,
+// then reloads the page once to show its lines and total.
 (function () {
   "use strict";
   var status = document.getElementById("status");
@@ -6,8 +7,8 @@
   var id = status.dataset.order, tries = 0;
   var text = {
     confirmed: "Confirmed. Thank you for your order!",
-    out_of_stock: "Rejected: sold out before your order was processed.",
-    unknown_item: "Rejected: this item does not exist."
+    out_of_stock: "Rejected: sold out before your order was processed. Nothing was taken.",
+    unknown_item: "Rejected: an item of this order does not exist. Nothing was taken."
   };
   function check() {
     if (++tries > 240) return; // give up after about two minutes
@@ -17,6 +18,7 @@
         if (!o || o.status === "pending") { setTimeout(check, 500); return; }
         status.className = "order-status status-" + o.status;
         status.textContent = o.status === "confirmed" ? text.confirmed : (text[o.reason] || "Rejected.");
+        location.reload(); // the page as decided: lines, prices and total
       })
       .catch(function () { setTimeout(check, 1000); });
   }
