@@ -304,7 +304,7 @@ func (s *Server) postPoll(c *gin.Context) {
 		c.Redirect(http.StatusSeeOther, "/admin")
 		return
 	}
-	c.JSON(http.StatusCreated, PollView{p.UTC(), p.State(s.now())})
+	c.JSON(http.StatusCreated, s.view(p))
 }
 
 // parseWindow reads a poll's opening and closing times (RFC 3339; empty is
@@ -333,11 +333,18 @@ func parseWindow(opens, closes string) (opensAt, closesAt *time.Time, err error)
 // getPolls lists every stored poll with its window and state.
 func (s *Server) getPolls(c *gin.Context) {
 	polls, err := s.store.Polls(c.Request.Context())
+	httpx.List(c, s.log, s.views(polls), err)
+}
+
+// view is a poll as admin shows it: in UTC, with its state now.
+func (s *Server) view(p surge.Poll) PollView { return PollView{p.UTC(), p.State(s.now())} }
+
+func (s *Server) views(polls []surge.Poll) []PollView {
 	views := make([]PollView, 0, len(polls))
 	for _, p := range polls {
-		views = append(views, PollView{p.UTC(), p.State(s.now())})
+		views = append(views, s.view(p))
 	}
-	httpx.List(c, s.log, views, err)
+	return views
 }
 
 // postClosePoll closes a poll now: votes captured from now on are refused;
@@ -353,7 +360,7 @@ func (s *Server) postClosePoll(c *gin.Context) {
 		httpx.Error(c, s.log, err)
 		return
 	}
-	answer(c, PollView{p.UTC(), p.State(s.now())})
+	answer(c, s.view(p))
 }
 
 // answer ends an admin action: a browser (a form on the admin page) goes
@@ -417,10 +424,6 @@ func (s *Server) renderAdminPage(c *gin.Context, status int, formErr error, name
 		httpx.Error(c, s.log, err)
 		return
 	}
-	views := make([]PollView, 0, len(polls))
-	for _, p := range polls {
-		views = append(views, PollView{p.UTC(), p.State(s.now())})
-	}
 	var fields map[string]string
 	var se *surge.Error
 	if errors.As(formErr, &se) {
@@ -432,7 +435,7 @@ func (s *Server) renderAdminPage(c *gin.Context, status int, formErr error, name
 	c.Header("Content-Type", "text/html; charset=utf-8")
 	c.Status(status)
 	if err := ui.Render(c.Writer, "admin.html", ui.Page{Title: "Admin", Node: s.cfg.Node, Data: map[string]any{
-		"Items": items, "Polls": views, "Errors": fields, "Name": name, "Quantity": quantity, "Price": price,
+		"Items": items, "Polls": s.views(polls), "Errors": fields, "Name": name, "Quantity": quantity, "Price": price,
 	}}); err != nil {
 		s.log.Error("render admin page", "err", err)
 	}
