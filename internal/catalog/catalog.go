@@ -289,17 +289,15 @@ func (c *Cache) SearchJSON(ctx context.Context, q surge.ItemQuery) ([]byte, erro
 // EUNAVAILABLE, never guessed.
 func (c *Cache) HasItem(ctx context.Context, id int64) (bool, error) {
 	now := c.now()
-	c.mu.Lock()
-	known := c.known[id]
-	until, missed := c.misses[id]
-	c.mu.Unlock()
-	switch {
-	case known:
-		return true, nil
-	case missed && now.Before(until):
-		return false, nil
+	if ok, decided := c.remembered(id, now); decided {
+		return ok, nil
 	}
 	v, err, _ := c.asking.Do(strconv.FormatInt(id, 10), func() (any, error) {
+		// Asked again: a query for this id may have ended between the
+		// check above and this flight.
+		if ok, decided := c.remembered(id, now); decided {
+			return ok, nil
+		}
 		if !c.askLimit.AllowN(now, 1) {
 			return false, surge.Errorf(surge.EUNAVAILABLE, "catalogue busy; try again")
 		}
@@ -325,6 +323,18 @@ func (c *Cache) HasItem(ctx context.Context, id int64) (bool, error) {
 		return false, err
 	}
 	return v.(bool), nil
+}
+
+// remembered answers from memory whether id is on sale: decided is false
+// when neither a known id nor a fresh miss says.
+func (c *Cache) remembered(id int64, now time.Time) (ok, decided bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.known[id] {
+		return true, true
+	}
+	until, missed := c.misses[id]
+	return false, missed && now.Before(until)
 }
 
 // rememberMiss notes that id did not exist at now; under mu. The table is
