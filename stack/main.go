@@ -1,6 +1,8 @@
-// Command stack runs surge locally and, later, renders its deployment.
+// Command stack runs surge locally, renders its deployment, and tells how a
+// running one is doing.
 //
 //	go run ./stack run --port 8080 --shards 2 --workers 2
+//	go run ./stack status
 package main
 
 import (
@@ -31,5 +33,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	root.AddCommand(runCommand(getenv))
 	root.AddCommand(loadCommand())
 	root.AddCommand(renderCommand())
+	root.AddCommand(statusCommand())
 	return root.ExecuteContext(ctx)
 }

@@ -11,6 +11,7 @@ import (
 //
 //	go run ./stack render --shards 5 --workers 3 > docker-stack.yml
 //	go run ./stack render --tls > docker-stack.tls.yml
+//	go run ./stack render --monitoring --publish-grafana > docker-stack.monitoring.yml
 func renderCommand() *cobra.Command {
 	opt := stackfile.Defaults()
 	cmd := &cobra.Command{
@@ -34,5 +35,8 @@ func renderCommand() *cobra.Command {
 	f.IntVar(&opt.ResultReplicas, "result-replicas", opt.ResultReplicas, "result replicas")
 	f.BoolVar(&opt.TLS, "tls", opt.TLS, "HTTPS at HAProxy (HTTPS_PORT, default 443) with the certificate and key in the Swarm secret "+
 		stackfile.TLSSecret+"; HTTP redirects to it. Write the file next to docker-stack.yml: it finds haproxy.cfg from there")
+	f.BoolVar(&opt.Monitoring, "monitoring", opt.Monitoring, "add Prometheus (scraping every task through Swarm DNS, with the alert rules) and Grafana "+
+		"(the provisioned dashboard; its admin password in the Swarm secret "+stackfile.GrafanaPasswordSecret+"), on internal networks")
+	f.BoolVar(&opt.PublishGrafana, "publish-grafana", opt.PublishGrafana, "publish Grafana's port (GRAFANA_PORT, default 3000) on its node; needs --monitoring")
 	return cmd
 }

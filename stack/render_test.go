@@ -10,14 +10,18 @@ import (
 	"github.com/surge-vote/surge/internal/stackfile"
 )
 
+// stackCommand runs `stack cmd args…` and returns what it printed.
+func stackCommand(cmd string, args ...string) (string, error) {
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), append([]string{cmd}, args...), func(string) string { return "" }, &out, &errOut)
+	return out.String(), err
+}
+
 // `stack render` prints the committed docker-stack.yml by default, and the
-// stack for the sizes its flags give, with TLS at HAProxy with --tls.
+// stack for the sizes its flags give, with TLS at HAProxy with --tls, and
+// with Prometheus and Grafana with --monitoring.
 func TestRenderCommand(t *testing.T) {
-	render := func(args ...string) (string, error) {
-		var out, errOut bytes.Buffer
-		err := run(context.Background(), append([]string{"render"}, args...), func(string) string { return "" }, &out, &errOut)
-		return out.String(), err
-	}
+	render := func(args ...string) (string, error) { return stackCommand("render", args...) }
 	got, err := render()
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +53,19 @@ func TestRenderCommand(t *testing.T) {
 	if got != string(want) || got == string(committed) || !strings.Contains(got, "TLS_CRT") {
 		t.Fatal("render --tls is not the default stack with TLS at HAProxy")
 	}
-	if _, err := render("--shards", "0"); err == nil {
-		t.Fatal("render --shards 0: no error")
+	got, err = render("--monitoring", "--publish-grafana")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt = stackfile.Defaults()
+	opt.Monitoring, opt.PublishGrafana = true, true
+	want, _ = stackfile.Render(opt)
+	if got != string(want) || !strings.Contains(got, "  prometheus:") || !strings.Contains(got, "${GRAFANA_PORT:-3000}") {
+		t.Fatal("render --monitoring --publish-grafana is not the default stack with Prometheus and a published Grafana")
+	}
+	for _, args := range [][]string{{"--shards", "0"}, {"--publish-grafana"}} {
+		if _, err := render(args...); err == nil {
+			t.Fatalf("render %v: no error", args)
+		}
 	}
 }

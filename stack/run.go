@@ -87,6 +87,7 @@ func writeBanner(w io.Writer, c *launcher.Cluster, dir string) {
 		}
 		fmt.Fprintf(w, "  %-9s %-9s http://%s/metrics\n", label, s.Name, s.Addr)
 	}
+	fmt.Fprintf(w, "  %-9s go run ./stack status  (shards, backlog, workers, Postgres, from the services above)\n", "status")
 	fmt.Fprintf(w, "  %-9s %s (Postgres, Redis, keys: kept across runs; make clean deletes it)\n", "data", dir)
 	fmt.Fprintf(w, "  %-9s %s\n\nPress Ctrl-C to stop.\n", "logs", filepath.Join(dir, "logs"))
 }

@@ -26,7 +26,7 @@ func TestBanner(t *testing.T) {
 		"http://127.0.0.1:8080/admin  (user admin, password s3cret)",
 		"web-1     http://127.0.0.1:41001/metrics", "web-2     http://127.0.0.1:41002/metrics",
 		"worker-1  http://127.0.0.1:41003/metrics", "result    http://127.0.0.1:41004/metrics",
-		"admin     http://127.0.0.1:41005/metrics",
+		"admin     http://127.0.0.1:41005/metrics", "status    go run ./stack status",
 		".surge (", "kept across runs", "make clean", ".surge/logs",
 	} {
 		if !strings.Contains(got, want) {

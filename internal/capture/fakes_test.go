@@ -206,3 +206,35 @@ func TestCatalogueQueriesOnFakes(t *testing.T) {
 		}
 	}
 }
+
+// The shop page narrows to a search with ?q= and ?topic=; a bad search is a
+// 400 page that says what is wrong, and asks the catalogue nothing more.
+func TestShopSearchOnFakes(t *testing.T) {
+	ts, _, log := fakeFrontend(t)
+	for _, step := range []struct {
+		query  string
+		status int
+		events []string
+		want   string
+	}{
+		{"", 200, []string{"items"}, `id="item-7"`},
+		{"?q=+red++mug", 200, []string{"items", `search topic="" q="red mug" limit=200 offset=0`}, "Nothing matches your search."},
+		{"?topic=Kitchen", 200, []string{"items", `search topic="kitchen" q="" limit=200 offset=0`}, `id="search-clear"`},
+		{"?topic=no+slug", 400, []string{"items"}, `id="search-error"`},
+		{"?q=" + strings.Repeat("w", 201), 400, []string{"items"}, `id="search-error"`},
+	} {
+		before := len(log.Snapshot())
+		resp, err := http.Get(ts.URL + "/shop" + step.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != step.status || !strings.Contains(string(body), step.want) {
+			t.Fatalf("GET /shop%s: %d, want %d with %q:\n%s", step.query, resp.StatusCode, step.status, step.want, body)
+		}
+		if got := log.Snapshot()[before:]; !slices.Equal(got, step.events) {
+			t.Fatalf("GET /shop%s: the catalogue was asked %q, want %q", step.query, got, step.events)
+		}
+	}
+}

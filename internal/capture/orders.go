@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -208,6 +209,9 @@ func (s *Server) checkItem(ctx context.Context, id int64) error {
 func (s *Server) getShop(c *gin.Context) {
 	data := map[string]any{"Items": []surge.Item{}, "OrderIDs": map[int64]string{}}
 	status := http.StatusOK
+	// ?q=&topic= narrow the page to a search of the catalogue.
+	search, searchErr := parseItemQuery(url.Values{"q": {c.Query("q")}, "topic": {c.Query("topic")}})
+	data["Q"], data["Topic"] = c.Query("q"), c.Query("topic")
 	if s.catalog == nil {
 		data["Unavailable"] = true
 		status = http.StatusServiceUnavailable
@@ -220,6 +224,25 @@ func (s *Server) getShop(c *gin.Context) {
 		if err := json.Unmarshal(b, &items); err != nil {
 			httpx.Error(c, s.log, err)
 			return
+		}
+		data["Topics"] = topics(items)
+		switch {
+		case searchErr != nil:
+			data["SearchError"] = surge.ErrorMessage(searchErr)
+			status = http.StatusBadRequest
+		case search.Words != "" || search.Topic != "":
+			data["Searching"] = true
+			search.Limit = surge.MaxSearchLimit
+			if b, err = s.catalog.SearchJSON(c.Request.Context(), search); err == nil {
+				items = nil
+				err = json.Unmarshal(b, &items)
+			}
+			if err != nil {
+				s.log.Warn("shop: search unavailable", "err", err)
+				data["SearchError"] = surge.ErrorMessage(err)
+				status = httpx.StatusOf(err)
+				items = nil
+			}
 		}
 		ids := make(map[int64]string, len(items))
 		for _, it := range items {
@@ -235,6 +258,18 @@ func (s *Server) getShop(c *gin.Context) {
 	if err := ui.Render(c.Writer, "shop.html", ui.Page{Title: "Shop", Node: s.cfg.Node, Data: data}); err != nil {
 		s.log.Error("render shop page", "err", err)
 	}
+}
+
+// topics are the catalogue's topics, sorted, for the shop's filter.
+func topics(items []surge.Item) []string {
+	var out []string
+	for _, it := range items {
+		if it.Topic != "" {
+			out = append(out, it.Topic)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // getCart renders the cart page. The cart itself lives in the browser

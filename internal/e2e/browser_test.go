@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -274,13 +275,34 @@ func TestBrowserJourney(t *testing.T) {
 	// 8. A cart: the last mug and three pens from the shop, the pens cut to
 	// two on the cart page, checked out as one order: confirmed whole, with
 	// its lines and total.
-	status, pen := adminPost(t, c, "/admin/api/items", map[string]any{"name": "Browser pen", "quantity": 10, "price": "1.25"})
+	status, pen := adminPost(t, c, "/admin/api/items", map[string]any{"name": "Browser pen", "quantity": 10, "price": "1.25", "topic": "stationery", "description": "Writes in blue ink."})
 	if status != http.StatusCreated {
 		t.Fatalf("add the pen: %d", status)
 	}
 	waitQuantity(t, c.URL, pen.ID, 10)
 	waitQuantity(t, c.URL, pen.ID, 10) // the other frontend, next in the round robin
 	mugSel, penSel := "#item-"+itemID, fmt.Sprintf("#item-%d", pen.ID)
+	// The shop's search: words from the description, then the topic.
+	for _, search := range []chromedp.Action[chromedp.Void]{
+		chromedp.SetValue(chromedp.CSS(`#search-q`), "blue ink"),
+		chromedp.SetValue(chromedp.CSS(`#search-topic`), "stationery"),
+	} {
+		do(t, ctx,
+			chromedp.Navigate(c.URL+"/shop"),
+			chromedp.WaitVisible(chromedp.CSS(`#search-go`)),
+			search,
+			chromedp.Click(chromedp.CSS(`#search-go`)),
+			chromedp.WaitVisible(chromedp.CSS(`#search-clear`)),
+		)
+		shown, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("li.product h2")].map(e => e.textContent)`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(shown, []string{"Browser pen"}) {
+			t.Fatalf("the shop's search shows %q, want the pen only", shown)
+		}
+	}
+	screenshot(t, ctx, dir, "shop-search.png")
 	do(t, ctx,
 		chromedp.Navigate(c.URL+"/shop"),
 		chromedp.WaitVisible(chromedp.CSS(penSel+` button.add-to-cart`)),

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -206,7 +207,55 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 	if err := c.waitHealthy(ctx); err != nil {
 		return nil, err
 	}
+	b, err := json.MarshalIndent(c.Addresses(), "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(opt.Dir, AddressesFile), append(b, '\n'), 0o644); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// AddressesFile, in the state directory, holds the running pipeline's
+// Addresses while it is up: `stack status` reads it.
+const AddressesFile = "addresses.json"
+
+// Addresses are where each surge service of a pipeline answers (host:port):
+// its /healthz and /metrics.
+type Addresses struct {
+	Web     []string `json:"web"`
+	Workers []string `json:"workers"`
+	Result  []string `json:"result"`
+	Admin   []string `json:"admin"`
+}
+
+// Addresses returns where each service answers.
+func (c *Cluster) Addresses() Addresses {
+	a := Addresses{Result: []string{c.Result.Addr}, Admin: []string{c.Admin.Addr}}
+	for _, w := range c.Web {
+		a.Web = append(a.Web, w.Addr)
+	}
+	for _, w := range c.Workers {
+		a.Workers = append(a.Workers, w.Addr)
+	}
+	return a
+}
+
+// ReadAddresses reads the Addresses a running pipeline wrote in dir.
+func ReadAddresses(dir string) (Addresses, error) {
+	var a Addresses
+	b, err := os.ReadFile(filepath.Join(dir, AddressesFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return a, fmt.Errorf("no pipeline is running from %s (no %s): start one with make run", dir, AddressesFile)
+	}
+	if err != nil {
+		return a, err
+	}
+	if err := json.Unmarshal(b, &a); err != nil {
+		return a, fmt.Errorf("%s: %w", filepath.Join(dir, AddressesFile), err)
+	}
+	return a, nil
 }
 
 // startService starts a surge binary listening on a free port.
@@ -356,6 +405,9 @@ func (c *Cluster) InRotation(ctx context.Context, s *Service) error {
 // result service, and the stores last.
 func (c *Cluster) Stop() error {
 	var errs []error
+	if c.opt.Dir != "" {
+		os.Remove(filepath.Join(c.opt.Dir, AddressesFile))
+	}
 	stop := func(p *Proc) {
 		if p != nil {
 			if err := p.Stop(15 * time.Second); err != nil && !isSignalExit(err) {

@@ -112,6 +112,12 @@ func (db *DB) SearchItems(ctx context.Context, q surge.ItemQuery) ([]surge.Item,
 		LIMIT $3 OFFSET $4`, q.Topic, q.Words, q.Limit, q.Offset)
 }
 
+// RecentItems returns the n items on sale whose stock changed last (a sale
+// or a restock), the latest first.
+func (db *DB) RecentItems(ctx context.Context, n int) ([]surge.Item, error) {
+	return db.queryItems(ctx, "list recent items", `SELECT `+itemColumns+` FROM items WHERE retired_at IS NULL ORDER BY updated_at DESC, id LIMIT $1`, n)
+}
+
 func (db *DB) queryItems(ctx context.Context, op, sql string, args ...any) ([]surge.Item, error) {
 	rows, err := db.Pool.Query(ctx, sql, args...)
 	if err != nil {

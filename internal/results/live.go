@@ -41,9 +41,13 @@ type Live struct {
 	metaOf    uint64       // the metaGen meta was loaded in
 	metaLoads singleflight.Group
 	snapshots map[string]Snapshot
-	dirty     map[string]bool
+	// dirty holds the polls whose changes are not read yet, each with when
+	// the first such change was heard; inflight those being read and pushed.
+	dirty     map[string]time.Time
+	inflight  map[string]time.Time
 	subs      map[*Subscription]struct{}
 	listening atomic.Bool
+	deafSince time.Time // under mu: when the hub stopped hearing of commits; zero while it hears
 	wake      chan struct{}
 	done      chan struct{}
 	reads     singleflight.Group // concurrent reads of one poll share a query
@@ -51,6 +55,10 @@ type Live struct {
 
 	// Reads counts results queries to Postgres.
 	Reads prometheus.Counter
+	// PushLag observes, for each push, how long after the change was heard
+	// (a commit's NOTIFY) it reached the streams.
+	PushLag prometheus.Histogram
+	now     func() time.Time
 	// MaxSubscribers caps connected subscribers (0: no cap); set it before
 	// serving. Each one costs memory and a goroutine, so one client cannot be
 	// allowed to open them without bound.
@@ -60,11 +68,36 @@ type Live struct {
 // NewLive returns a hub; call Run to keep it in step with Postgres.
 func NewLive(store Store, log *slog.Logger, interval time.Duration) *Live {
 	return &Live{store: store, log: log, interval: interval,
-		metaGen: 1, snapshots: map[string]Snapshot{}, dirty: map[string]bool{}, subs: map[*Subscription]struct{}{},
-		wake: make(chan struct{}, 1), done: make(chan struct{}),
+		metaGen: 1, snapshots: map[string]Snapshot{}, dirty: map[string]time.Time{}, inflight: map[string]time.Time{},
+		subs: map[*Subscription]struct{}{}, wake: make(chan struct{}, 1), done: make(chan struct{}), now: time.Now,
 		Reads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "surge_results_db_reads_total", Help: "Poll results read from Postgres.",
-		})}
+		}),
+		PushLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "surge_results_push_lag_seconds", Help: "Time from a commit's NOTIFY to the push of its poll's results to the live streams.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
+		}),
+	}
+}
+
+// Lag is how long the oldest change heard and not yet pushed to the streams
+// has waited, or, while the hub hears of no commits (no LISTEN), how long
+// that has lasted: 0 when the streams show every change heard of.
+func (l *Live) Lag() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	oldest := l.deafSince
+	for _, m := range []map[string]time.Time{l.dirty, l.inflight} {
+		for _, t := range m {
+			if oldest.IsZero() || t.Before(oldest) {
+				oldest = t
+			}
+		}
+	}
+	if oldest.IsZero() {
+		return 0
+	}
+	return l.now().Sub(oldest)
 }
 
 // Done is closed when Run has returned: streams end then.
@@ -73,6 +106,7 @@ func (l *Live) Done() <-chan struct{} { return l.done }
 // Run listens for commits on n and refreshes changed polls until ctx ends.
 func (l *Live) Run(ctx context.Context, n Notifications) {
 	defer close(l.done)
+	l.setListening(false)
 	go n.Listen(ctx, l.log, []string{postgres.NotifyChannel, postgres.PollsChannel},
 		func(channel, poll string) {
 			if channel == postgres.PollsChannel {
@@ -81,7 +115,7 @@ func (l *Live) Run(ctx context.Context, n Notifications) {
 			l.markDirty(poll)
 		},
 		func(listening bool) {
-			l.listening.Store(listening)
+			l.setListening(listening)
 			if listening { // changes may have been missed: refresh everything
 				l.markAllDirty(ctx)
 			}
@@ -104,9 +138,32 @@ func (l *Live) Run(ctx context.Context, n Notifications) {
 	}
 }
 
-func (l *Live) markDirty(poll string) {
+// setListening records whether the hub hears of commits, and since when it
+// does not.
+func (l *Live) setListening(listening bool) {
 	l.mu.Lock()
-	l.dirty[poll] = true
+	defer l.mu.Unlock()
+	l.listening.Store(listening)
+	switch {
+	case listening:
+		l.deafSince = time.Time{}
+	case l.deafSince.IsZero():
+		l.deafSince = l.now()
+	}
+}
+
+func (l *Live) markDirty(poll string) { l.markDirtySince(poll, time.Time{}) }
+
+// markDirtySince marks poll dirty, its first unpushed change heard at since
+// (zero: now). An earlier time already recorded stands.
+func (l *Live) markDirtySince(poll string, since time.Time) {
+	l.mu.Lock()
+	if since.IsZero() {
+		since = l.now()
+	}
+	if t, ok := l.dirty[poll]; !ok || since.Before(t) {
+		l.dirty[poll] = since
+	}
 	l.mu.Unlock()
 	select {
 	case l.wake <- struct{}{}:
@@ -170,16 +227,20 @@ func (l *Live) Polls(ctx context.Context) ([]surge.Poll, error) {
 func (l *Live) refresh(ctx context.Context) {
 	l.mu.Lock()
 	dirty := l.dirty
-	l.dirty = map[string]bool{}
+	l.dirty, l.inflight = map[string]time.Time{}, dirty
 	l.mu.Unlock()
-	for poll := range dirty {
+	for poll, since := range dirty {
 		snap, err := l.read(ctx, poll)
 		if err != nil {
 			l.log.Warn("refresh results failed; will retry", "poll", poll, "err", err)
-			l.markDirty(poll)
-			continue
+			l.markDirtySince(poll, since)
+		} else {
+			l.publish(snap)
+			l.PushLag.Observe(l.now().Sub(since).Seconds())
 		}
-		l.publish(snap)
+		l.mu.Lock()
+		delete(l.inflight, poll)
+		l.mu.Unlock()
 	}
 }
 

@@ -62,6 +62,7 @@ type Store interface {
 	Watermarks(ctx context.Context) (map[string]int64, error)
 	OrderState(ctx context.Context, id string) (surge.OrderState, error)
 	Ping(ctx context.Context) error
+	StockReader
 }
 
 // Notifications is how the live results hub hears of changes: Postgres LISTEN/NOTIFY
@@ -94,9 +95,21 @@ type Server struct {
 // New builds the routes.
 func New(node string, store Store, queued Queues, live *Live, log *slog.Logger) *Server {
 	s := &Server{node: node, store: store, queued: queued, live: live, log: log, reg: telemetry.NewRegistry(), now: time.Now}
-	s.reg.MustRegister(live.Reads, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	s.reg.MustRegister(live.Reads, live.PushLag, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "surge_results_stream_clients", Help: "Connected live-result streams.",
-	}, func() float64 { return float64(live.Subscribers()) }))
+	}, func() float64 { return float64(live.Subscribers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "surge_results_stream_lag_seconds", Help: "How long the oldest commit heard of (NOTIFY) has waited for its push to the live streams; 0 when they show every commit heard of.",
+		}, func() float64 { return live.Lag().Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "surge_results_listening", Help: "1 while result hears of commits (Postgres LISTEN), else 0: the live streams get no pushes.",
+		}, func() float64 {
+			if live.Listening() {
+				return 1
+			}
+			return 0
+		}),
+		NewStockCollector(store, log))
 	r, err := httpx.NewEngine(httpx.EngineOptions{Service: "result", Node: node, Log: log, Registry: s.reg,
 		Health: func(ctx context.Context) error { return httpx.Down("postgres", store.Ping(ctx)) }})
 	if err != nil {

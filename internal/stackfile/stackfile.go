@@ -11,7 +11,12 @@
 //   - every service is dnsrr: HAProxy and the services find tasks through
 //     Docker's DNS, so neither IPVS nor the ingress routing mesh is used;
 //   - with TLS, HAProxy also publishes HTTPS with the certificate of a Swarm
-//     secret, and redirects HTTP to it.
+//     secret, and redirects HTTP to it;
+//   - with monitoring, Prometheus scrapes every task of web, admin, result
+//     and the workers over the internal network db (Swarm DNS,
+//     tasks.<service>), and Grafana shows the provisioned dashboard, on an
+//     internal network of their own; Grafana's port is published only when
+//     asked.
 package stackfile
 
 import (
@@ -25,6 +30,7 @@ import (
 	"text/template"
 
 	"github.com/surge-vote/surge/stack/deploy"
+	"github.com/surge-vote/surge/stack/monitoring"
 )
 
 // Options size the stack.
@@ -39,6 +45,13 @@ type Options struct {
 	// a variant: the committed docker-stack.yml is without it, because
 	// HAProxy cannot start without the certificate it names.
 	TLS bool
+	// Monitoring adds Prometheus and Grafana, with the rules and the
+	// dashboard of stack/monitoring; Grafana's admin password is the Swarm
+	// secret GrafanaPasswordSecret.
+	Monitoring bool
+	// PublishGrafana publishes Grafana's port (GRAFANA_PORT, default 3000)
+	// in host mode on the node that runs it (with Monitoring).
+	PublishGrafana bool
 }
 
 // Defaults are the committed docker-stack.yml's sizes.
@@ -52,16 +65,22 @@ const (
 	RedisImageVar    = "${REDIS_IMAGE:-redis:7}"
 	PostgresImageVar = "${POSTGRES_IMAGE:-postgres:16}"
 	HAProxyImageVar  = "${HAPROXY_IMAGE:-haproxy:2.8}"
+	// With Options.Monitoring: the official images.
+	PrometheusImageVar = "${PROMETHEUS_IMAGE:-prom/prometheus:v2.53.0}"
+	GrafanaImageVar    = "${GRAFANA_IMAGE:-grafana/grafana:11.1.0}"
 
 	PostgresPasswordSecret = "surge_postgres_password"
 	CookieKeysSecret       = "surge_cookie_keys"
 	AdminPasswordSecret    = "surge_admin_password"
-	TLSSecret              = "surge_tls" // certificate chain and key, one PEM (with Options.TLS)
+	TLSSecret              = "surge_tls"              // certificate chain and key, one PEM (with Options.TLS)
+	GrafanaPasswordSecret  = "surge_grafana_password" // Grafana's admin password (with Options.Monitoring)
 
 	ShardLabel    = "surge.shard" // node label surge.shard.<k>=true
 	PostgresLabel = "surge.postgres"
 	ListenPort    = 8080 // every surge service, and HAProxy, inside its container
 	TLSPort       = 8443 // HAProxy's HTTPS inside its container (with Options.TLS)
+	PromPort      = 9090 // Prometheus, inside its container (with Options.Monitoring)
+	GrafanaPort   = 3000 // Grafana, inside its container (with Options.Monitoring)
 	WebAlias      = "web"
 	WebSlots      = 64 // server-template slots for web tasks in haproxy.cfg
 	// HAProxy's defaults for open connections per client address, and
@@ -82,6 +101,36 @@ func ShardNodeLabel(k int) string { return fmt.Sprintf("%s.%d", ShardLabel, k) }
 func HAProxyConfigName() string {
 	sum := sha256.Sum256(deploy.HAProxyConfig)
 	return "surge_haproxy_" + hex.EncodeToString(sum[:])[:10]
+}
+
+// swarmConfig is a Swarm config: a file from the repository mounted into a
+// service. Its name carries a hash of the content because a Swarm config
+// cannot be changed in place.
+type swarmConfig struct {
+	Key, Name, File, Target string
+}
+
+func newConfig(key, file string, content []byte, target string) swarmConfig {
+	sum := sha256.Sum256(content)
+	return swarmConfig{Key: key, Name: "surge_" + key + "_" + hex.EncodeToString(sum[:])[:10], File: file, Target: target}
+}
+
+// monitoringConfigs are the files Prometheus and Grafana mount, from
+// stack/monitoring.
+func monitoringConfigs() (prometheus, grafana []swarmConfig) {
+	m := func(key, file, target string) swarmConfig {
+		return newConfig(key, "./"+monitoring.Dir+"/"+file, monitoring.File(file), target)
+	}
+	prometheus = []swarmConfig{
+		m("prometheus", monitoring.PrometheusConfig, "/etc/prometheus/prometheus.yml"),
+		m("prometheus_rules", monitoring.Rules, "/etc/prometheus/rules.yml"),
+	}
+	grafana = []swarmConfig{
+		m("grafana_datasource", monitoring.GrafanaDatasource, "/etc/grafana/provisioning/datasources/prometheus.yml"),
+		m("grafana_provider", monitoring.GrafanaProvider, "/etc/grafana/provisioning/dashboards/surge.yml"),
+		m("grafana_dashboard", monitoring.GrafanaDashboard, "/var/lib/grafana/dashboards/surge/surge.json"),
+	}
+	return prometheus, grafana
 }
 
 type kv struct{ Key, Value string }
@@ -135,7 +184,7 @@ type service struct {
 	StopNote      string
 	Deploy        deployment
 	Ports         []port
-	HAProxy       bool // its config
+	Configs       []swarmConfig
 }
 
 // Every health check's timeout and retries. Swarm kills and replaces a task
@@ -206,8 +255,9 @@ func services(opt Options) []service {
 		return n
 	}
 
-	hap := service{Name: "haproxy", Image: HAProxyImageVar, HAProxy: true, Networks: nets("edge"),
-		Ports: []port{{ListenPort, "${HTTP_PORT:-80}"}},
+	hap := service{Name: "haproxy", Image: HAProxyImageVar, Networks: nets("edge"),
+		Configs: []swarmConfig{{Key: "haproxy", Name: HAProxyConfigName(), File: "./" + deploy.HAProxyConfigPath, Target: "/usr/local/etc/haproxy/haproxy.cfg"}},
+		Ports:   []port{{ListenPort, "${HTTP_PORT:-80}"}},
 		Env: []kv{{"RATE_PER_IP", "${HTTP_RATE_PER_IP:-0}"}, {"CONN_PER_IP", fmt.Sprintf("${HTTP_CONN_PER_IP:-%d}", ConnPerIP)},
 			{"STREAMS_PER_RESULT", fmt.Sprintf("${HTTP_STREAMS_PER_RESULT:-%d}", StreamsPerResult)}},
 		Health: health{Test: []string{"CMD", "bash", "-c",
@@ -242,6 +292,10 @@ func services(opt Options) []service {
 		web.Deploy.Constraint = constraint
 		web.Deploy.Rollback = true
 		web.Deploy.Restart, web.Deploy.Window = "1s", "20s"
+		if opt.Monitoring {
+			web.Networks[2].Aliases = []string{WebAlias}
+			web.Networks[2].Comment += "\nEvery shard's frontends answer to tasks." + WebAlias + " for Prometheus."
+		}
 		redis := service{Name: fmt.Sprintf("redis-%d", k), Image: RedisImageVar,
 			Command: []string{"redis-server", "--appendonly", "yes", "--appendfsync", "always", "--dir", "/data",
 				"--protected-mode", "no", "--maxmemory", "768mb", "--maxmemory-policy", "noeviction"},
@@ -278,7 +332,41 @@ func services(opt Options) []service {
 		Secrets: []string{PostgresPasswordSecret}, Volumes: []string{"postgres-data:/var/lib/postgresql/data"}, Networks: nets("db"),
 		Health:    health{Test: []string{"CMD", "pg_isready", "-h", "127.0.0.1", "-U", "surge", "-d", "surge"}, Interval: "2s", Timeout: healthTimeout, Retries: healthRetries, Start: "60s"},
 		StopGrace: "60s", Deploy: stateful(fmt.Sprintf("node.labels.%s == true", PostgresLabel), "2", "2G", "0.25", "256M")}
-	return append(all, admin, result, worker, postgres)
+	all = append(all, admin, result, worker, postgres)
+	if opt.Monitoring {
+		all = append(all, monitoringServices(opt)...)
+	}
+	return all
+}
+
+// monitoringServices are Prometheus and Grafana (Options.Monitoring).
+func monitoringServices(opt Options) []service {
+	promConfigs, grafanaConfigs := monitoringConfigs()
+	probe := func(url string) health {
+		return health{Test: []string{"CMD", "wget", "-q", "-O", "/dev/null", url}, Interval: "5s", Timeout: healthTimeout, Retries: healthRetries, Start: "30s"}
+	}
+	prom := service{Name: "prometheus", Comment: "Monitoring: Prometheus scrapes every task of web, admin, result and the\nworkers on db, found through Swarm's DNS (stack/monitoring/prometheus.yml),\nand evaluates the alert rules (stack/monitoring/rules.yml).",
+		Image: PrometheusImageVar, Configs: promConfigs,
+		Command: []string{"--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus",
+			"--storage.tsdb.retention.time=15d", fmt.Sprintf("--web.listen-address=:%d", PromPort)},
+		Volumes:  []string{"prometheus-data:/prometheus"},
+		Networks: []network{{Name: "db", Comment: "Every surge service is on db: Prometheus reaches each one's own port."}, {Name: "monitoring"}},
+		Health:   probe(fmt.Sprintf("http://127.0.0.1:%d/-/healthy", PromPort)), StopGrace: "30s",
+		Deploy: stateful("", "1", "1G", "0.1", "128M")}
+	grafana := service{Name: "grafana", Comment: "Monitoring: the event-day dashboard, provisioned from stack/monitoring/grafana.",
+		Image: GrafanaImageVar, Configs: grafanaConfigs,
+		Env: []kv{{"GF_SECURITY_ADMIN_USER", "${GRAFANA_ADMIN_USER:-admin}"}, {"GF_SECURITY_ADMIN_PASSWORD__FILE", "/run/secrets/" + GrafanaPasswordSecret},
+			{"GF_USERS_ALLOW_SIGN_UP", "false"}, {"GF_ANALYTICS_REPORTING_ENABLED", "false"}, {"GF_ANALYTICS_CHECK_FOR_UPDATES", "false"},
+			{"GF_SERVER_HTTP_PORT", fmt.Sprint(GrafanaPort)}},
+		Secrets:  []string{GrafanaPasswordSecret},
+		Networks: []network{{Name: "monitoring"}},
+		Health:   probe(fmt.Sprintf("http://127.0.0.1:%d/api/health", GrafanaPort)), StopGrace: "15s",
+		Deploy: stateless(1, "1", "512M")}
+	if opt.PublishGrafana {
+		grafana.Ports = []port{{GrafanaPort, fmt.Sprintf("${GRAFANA_PORT:-%d}", GrafanaPort)}}
+		grafana.Networks = append([]network{{Name: "edge", Comment: "A published port needs a network with a route out."}}, grafana.Networks...)
+	}
+	return []service{prom, grafana}
 }
 
 // Render returns the stack file.
@@ -292,6 +380,9 @@ func Render(opt Options) ([]byte, error) {
 	if opt.WebReplicas < 1 || opt.AdminReplicas < 1 || opt.ResultReplicas < 1 {
 		return nil, errors.New("web, admin and result need at least one replica each")
 	}
+	if opt.PublishGrafana && !opt.Monitoring {
+		return nil, errors.New("publishing Grafana's port needs --monitoring")
+	}
 	if opt.Shards*opt.WebReplicas > WebSlots {
 		return nil, fmt.Errorf("%d web tasks: haproxy.cfg has %d server slots", opt.Shards*opt.WebReplicas, WebSlots)
 	}
@@ -303,12 +394,24 @@ func Render(opt Options) ([]byte, error) {
 	if opt.TLS {
 		secrets = append(secrets, TLSSecret)
 	}
+	configs := []swarmConfig{{Key: "haproxy", Name: HAProxyConfigName(), File: "./" + deploy.HAProxyConfigPath}}
+	volumes := []string{"postgres-data"}
+	for _, k := range shards {
+		volumes = append(volumes, fmt.Sprintf("redis-%d-data", k))
+	}
+	if opt.Monitoring {
+		secrets = append(secrets, GrafanaPasswordSecret)
+		prom, grafana := monitoringConfigs()
+		configs = append(append(configs, prom...), grafana...)
+		volumes = append(volumes, "prometheus-data")
+	}
 	data := map[string]any{
 		"O": opt, "Shards": shards, "Services": services(opt), "SlotName": slotName,
-		"ConfigName": HAProxyConfigName(), "ConfigPath": deploy.HAProxyConfigPath,
+		"Configs": configs, "Volumes": volumes,
 		"ShardLabel": ShardLabel, "PGLabel": PostgresLabel, "Secrets": secrets,
 		"ConnPerIP": ConnPerIP, "StreamsPerResult": StreamsPerResult,
 		"PGSecret": PostgresPasswordSecret, "CookieSecret": CookieKeysSecret, "AdminSecret": AdminPasswordSecret, "TLSSecret": TLSSecret,
+		"GrafanaSecret": GrafanaPasswordSecret,
 	}
 	var b bytes.Buffer
 	if err := stackTemplate.Execute(&b, data); err != nil {
@@ -346,7 +449,7 @@ var funcs = template.FuncMap{
 	},
 }
 
-var stackTemplate = template.Must(template.New("stack").Funcs(funcs).Parse(`# surge on Docker Swarm. Generated by ` + "`" + `go run ./stack render --shards {{.O.Shards}} --workers {{.O.Workers}}{{if .O.TLS}} --tls{{end}}` + "`" + `:
+var stackTemplate = template.Must(template.New("stack").Funcs(funcs).Parse(`# surge on Docker Swarm. Generated by ` + "`" + `go run ./stack render --shards {{.O.Shards}} --workers {{.O.Workers}}{{if .O.TLS}} --tls{{end}}{{if .O.Monitoring}} --monitoring{{end}}{{if .O.PublishGrafana}} --publish-grafana{{end}}` + "`" + `:
 # change internal/stackfile and re-render rather than editing this file.
 #
 # Deploy from the repository root (README, "Deploy"):
@@ -357,6 +460,9 @@ var stackTemplate = template.Must(template.New("stack").Funcs(funcs).Parse(`# su
 #   openssl rand -hex 16 | docker secret create {{.AdminSecret}} -
 {{- if .O.TLS}}
 #   cat fullchain.pem privkey.pem | docker secret create {{.TLSSecret}} -
+{{- end}}
+{{- if .O.Monitoring}}
+#   openssl rand -hex 16 | docker secret create {{.GrafanaSecret}} -
 {{- end}}
 #   docker stack deploy -c {{if .O.TLS}}docker-stack.tls.yml{{else}}docker-stack.yml{{end}} surge
 #
@@ -375,6 +481,13 @@ var stackTemplate = template.Must(template.New("stack").Funcs(funcs).Parse(`# su
 {{- if .O.TLS}}
 # HTTPS_PORT (443): TLS ends at HAProxy with the certificate and key in the
 # secret {{.TLSSecret}}; HTTP is redirected to HTTPS, and HTTPS answers carry HSTS.
+{{- end}}
+{{- if .O.Monitoring}}
+# Monitoring: PROMETHEUS_IMAGE (prom/prometheus:v2.53.0), GRAFANA_IMAGE
+# (grafana/grafana:11.1.0), GRAFANA_ADMIN_USER (admin; the password is the
+# secret {{.GrafanaSecret}}){{if .O.PublishGrafana}}, GRAFANA_PORT (3000, published in host mode on
+# Grafana's node){{else}}. Grafana's port is not published: render with
+# --publish-grafana to reach it{{end}}.
 {{- end}}
 #
 # Every service is endpoint_mode dnsrr: HAProxy and the services find tasks
@@ -399,10 +512,12 @@ services:
         mode: host
 {{- end}}
 {{- end}}
-{{- if .HAProxy}}
+{{- if .Configs}}
     configs:
-      - source: haproxy
-        target: /usr/local/etc/haproxy/haproxy.cfg
+{{- range .Configs}}
+      - source: {{.Key}}
+        target: {{.Target}}
+{{- end}}
 {{- end}}
 {{- if .Command}}
 {{- if .CommandNote}}
@@ -514,11 +629,16 @@ networks:
     driver: overlay
     internal: true
 {{- end}}
+{{- if .O.Monitoring}}
+  # Prometheus and Grafana.
+  monitoring:
+    driver: overlay
+    internal: true
+{{- end}}
 
 volumes:
-  postgres-data: {}
-{{- range .Shards}}
-  redis-{{.}}-data: {}
+{{- range .Volumes}}
+  {{.}}: {}
 {{- end}}
 
 secrets:
@@ -528,7 +648,9 @@ secrets:
 {{- end}}
 
 configs:
-  haproxy:
-    name: {{.ConfigName}}
-    file: ./{{.ConfigPath}}
+{{- range .Configs}}
+  {{.Key}}:
+    name: {{.Name}}
+    file: {{.File}}
+{{- end}}
 `))

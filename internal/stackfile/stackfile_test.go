@@ -4,13 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -21,10 +25,12 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/surge-vote/surge/internal/launcher"
 	"github.com/surge-vote/surge/internal/testenv"
 	"github.com/surge-vote/surge/stack/deploy"
+	"github.com/surge-vote/surge/stack/monitoring"
 )
 
 func repoRoot(t *testing.T) string {
@@ -88,9 +94,7 @@ func load(t *testing.T, text []byte, env map[string]string) *types.Project {
 	if err := os.WriteFile(path, text, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfgDir := filepath.Join(dir, filepath.Dir(deploy.HAProxyConfigPath))
-	os.MkdirAll(cfgDir, 0o755)
-	os.WriteFile(filepath.Join(dir, deploy.HAProxyConfigPath), deploy.HAProxyConfig, 0o644)
+	writeConfigFiles(dir)
 	p, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
 		WorkingDir:  dir,
 		ConfigFiles: []types.ConfigFile{{Filename: path}},
@@ -100,6 +104,20 @@ func load(t *testing.T, text []byte, env map[string]string) *types.Project {
 		t.Fatalf("compose-go: %v", err)
 	}
 	return p
+}
+
+// writeConfigFiles writes the files the stack's Swarm configs name under
+// dir, as they lie under the repository root.
+func writeConfigFiles(dir string) {
+	files := map[string][]byte{deploy.HAProxyConfigPath: deploy.HAProxyConfig}
+	for _, f := range []string{monitoring.PrometheusConfig, monitoring.Rules, monitoring.GrafanaDatasource, monitoring.GrafanaProvider, monitoring.GrafanaDashboard} {
+		files[monitoring.Dir+"/"+f] = monitoring.File(f)
+	}
+	for name, content := range files {
+		path := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		os.WriteFile(path, content, 0o644)
+	}
 }
 
 func env(s types.ServiceConfig, key string) string {
@@ -126,8 +144,11 @@ func TestStackStructure(t *testing.T) {
 	tls := Defaults()
 	tls.TLS = true
 	alone := Options{Shards: 1, Workers: 1, WebReplicas: 1, AdminReplicas: 1, ResultReplicas: 1}
-	for _, opt := range []Options{Defaults(), {Shards: 5, Workers: 3, WebReplicas: 2, AdminReplicas: 2, ResultReplicas: 3}, tls, alone} {
-		t.Run(fmt.Sprintf("%d shards %d workers tls %v", opt.Shards, opt.Workers, opt.TLS), func(t *testing.T) {
+	mon := Defaults()
+	mon.Monitoring = true
+	monPublished := Options{Shards: 3, Workers: 2, WebReplicas: 2, AdminReplicas: 1, ResultReplicas: 2, TLS: true, Monitoring: true, PublishGrafana: true}
+	for _, opt := range []Options{Defaults(), {Shards: 5, Workers: 3, WebReplicas: 2, AdminReplicas: 2, ResultReplicas: 3}, tls, alone, mon, monPublished} {
+		t.Run(fmt.Sprintf("%d shards %d workers tls %v monitoring %v grafana published %v", opt.Shards, opt.Workers, opt.TLS, opt.Monitoring, opt.PublishGrafana), func(t *testing.T) {
 			text, err := Render(opt)
 			if err != nil {
 				t.Fatal(err)
@@ -147,13 +168,16 @@ func checkStructure(t *testing.T, opt Options, p *types.Project) {
 		shardAddrs = append(shardAddrs, fmt.Sprintf("redis-%d:6379", k))
 	}
 	want = append(want, "haproxy", "admin", "result", "worker", "postgres")
+	if opt.Monitoring {
+		want = append(want, "prometheus", "grafana")
+	}
 	if got := p.ServiceNames(); !slices.Equal(sorted(got...), sorted(want...)) {
 		t.Fatalf("services %v, want %v", got, want)
 	}
 
 	// Images: the official ones, and ours, by default.
 	images := map[string]string{"haproxy": "haproxy:2.8", "postgres": "postgres:16", "admin": "surge:latest",
-		"result": "surge:latest", "worker": "surge:latest"}
+		"result": "surge:latest", "worker": "surge:latest", "prometheus": "prom/prometheus:v2.53.0", "grafana": "grafana/grafana:11.1.0"}
 	for k := 1; k <= opt.Shards; k++ {
 		images[fmt.Sprintf("web-%d", k)] = "surge:latest"
 		images[fmt.Sprintf("redis-%d", k)] = "redis:7"
@@ -188,12 +212,17 @@ func checkStructure(t *testing.T, opt Options, p *types.Project) {
 		for _, pc := range s.Ports {
 			ports = append(ports, fmt.Sprintf("%s:%d/%s", pc.Published, pc.Target, pc.Mode))
 		}
-		if name == "haproxy" {
+		switch {
+		case name == "haproxy":
 			if !slices.Equal(ports, wantPorts) {
 				t.Errorf("haproxy ports %v, want %v", ports, wantPorts)
 			}
-		} else if len(ports) > 0 {
-			t.Errorf("%s publishes %v: only HAProxy may", name, ports)
+		case name == "grafana" && opt.PublishGrafana:
+			if want := []string{fmt.Sprintf("3000:%d/host", GrafanaPort)}; !slices.Equal(ports, want) {
+				t.Errorf("grafana ports %v, want %v", ports, want)
+			}
+		case len(ports) > 0:
+			t.Errorf("%s publishes %v: only HAProxy may (and Grafana when asked)", name, ports)
 		}
 	}
 	// The stores in particular: nothing published, and only on internal
@@ -223,12 +252,33 @@ func checkStructure(t *testing.T, opt Options, p *types.Project) {
 	check("admin", "edge", "db")
 	check("result", append([]string{"edge", "db"}, shardNets...)...)
 	check("worker", append([]string{"db"}, shardNets...)...)
+	if opt.Monitoring {
+		// Prometheus reaches every surge service on db, and Grafana reaches
+		// Prometheus on monitoring: both internal. Grafana is on edge only
+		// to publish its port.
+		check("prometheus", "db", "monitoring")
+		if opt.PublishGrafana {
+			check("grafana", "edge", "monitoring")
+		} else {
+			check("grafana", "monitoring")
+		}
+		for _, name := range []string{"web-1", "admin", "result", "worker"} {
+			if _, ok := p.Services[name].Networks["db"]; !ok {
+				t.Errorf("%s is not on db: Prometheus cannot scrape it", name)
+			}
+		}
+	}
 	for k := 1; k <= opt.Shards; k++ {
 		web, redis := p.Services[fmt.Sprintf("web-%d", k)], p.Services[fmt.Sprintf("redis-%d", k)]
 		check(web.Name, "edge", "db", fmt.Sprintf("shard-%d", k))
 		check(redis.Name, fmt.Sprintf("shard-%d", k))
 		if a := web.Networks["edge"]; a == nil || !slices.Equal(a.Aliases, []string{WebAlias}) {
 			t.Errorf("%s: no alias %q on edge: HAProxy finds frontends as tasks.%s", web.Name, WebAlias, WebAlias)
+		}
+		// Prometheus finds every shard's frontends as tasks.web on db; the
+		// stack without monitoring is unchanged.
+		if a := web.Networks["db"]; (a != nil && slices.Equal(a.Aliases, []string{WebAlias})) != opt.Monitoring {
+			t.Errorf("%s: aliases on db %+v with monitoring %v: want %q exactly with monitoring", web.Name, a, opt.Monitoring, WebAlias)
 		}
 		if got := env(web, "SURGE_REDIS_ADDR"); got != fmt.Sprintf("redis-%d:6379", k) {
 			t.Errorf("%s: SURGE_REDIS_ADDR %q", web.Name, got)
@@ -251,6 +301,9 @@ func checkStructure(t *testing.T, opt Options, p *types.Project) {
 		if len(redis.Volumes) != 1 || redis.Volumes[0].Type != "volume" || redis.Volumes[0].Source != fmt.Sprintf("redis-%d-data", k) || redis.Volumes[0].Target != "/data" {
 			t.Errorf("%s: volumes %+v", redis.Name, redis.Volumes)
 		}
+	}
+	if opt.Monitoring {
+		checkMonitoring(t, opt, p)
 	}
 	for _, name := range []string{"worker", "result"} {
 		if got := env(p.Services[name], "SURGE_SHARDS"); got != strings.Join(shardAddrs, ",") {
@@ -278,6 +331,9 @@ func checkStructure(t *testing.T, opt Options, p *types.Project) {
 	}
 	if len(pg.Volumes) != 1 || pg.Volumes[0].Type != "volume" || pg.Volumes[0].Source != "postgres-data" || pg.Volumes[0].Target != "/var/lib/postgresql/data" {
 		t.Errorf("postgres: volumes %+v", pg.Volumes)
+	}
+	if _, ok := p.Volumes["prometheus-data"]; ok != opt.Monitoring {
+		t.Errorf("volume prometheus-data declared %v with monitoring %v", ok, opt.Monitoring)
 	}
 	for name, s := range p.Services {
 		for _, v := range s.Volumes {
@@ -337,6 +393,9 @@ func checkStructure(t *testing.T, opt Options, p *types.Project) {
 			}
 		}
 	}
+	if _, declared := p.Secrets[GrafanaPasswordSecret]; declared != opt.Monitoring {
+		t.Errorf("secret %s declared %v with monitoring %v", GrafanaPasswordSecret, declared, opt.Monitoring)
+	}
 	wantFiles := map[string][]string{
 		"postgres": {"POSTGRES_PASSWORD_FILE"}, "admin": {"SURGE_POSTGRES_PASSWORD_FILE", "SURGE_ADMIN_PASSWORD_FILE"},
 		"result": {"SURGE_POSTGRES_PASSWORD_FILE"}, "worker": {"SURGE_POSTGRES_PASSWORD_FILE"},
@@ -363,7 +422,7 @@ func checkStructure(t *testing.T, opt Options, p *types.Project) {
 	// The stores, HAProxy and the workers are stop-first; a stateless
 	// service is stop-first with two replicas or more (moby/swarmkit#2242),
 	// start-first alone.
-	stopFirst := map[string]bool{"haproxy": true, "postgres": true, "worker": true,
+	stopFirst := map[string]bool{"haproxy": true, "postgres": true, "worker": true, "prometheus": true,
 		"admin": opt.AdminReplicas > 1, "result": opt.ResultReplicas > 1}
 	for k := 1; k <= opt.Shards; k++ {
 		stopFirst[fmt.Sprintf("redis-%d", k)] = true
@@ -454,8 +513,8 @@ func TestStackVariables(t *testing.T) {
 }
 
 // docker stack config: the compose v3 schema docker stack deploy applies,
-// unknown keys and types, with interpolation, for the committed file and a
-// larger one.
+// unknown keys and types, with interpolation, for the committed file, a
+// larger one, and the TLS and monitoring variants.
 func TestDockerStackConfig(t *testing.T) {
 	if _, err := exec.LookPath("docker"); err != nil {
 		t.Skip("SKIP: no docker CLI on this machine")
@@ -471,15 +530,25 @@ func TestDockerStackConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	monOpt := Defaults()
+	monOpt.Monitoring, monOpt.PublishGrafana = true, true
+	mon, err := Render(monOpt)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
-	bigPath, tlsPath := filepath.Join(dir, "docker-stack.yml"), filepath.Join(dir, "docker-stack.tls.yml")
+	writeConfigFiles(dir)
+	bigPath, tlsPath, monPath := filepath.Join(dir, "docker-stack.yml"), filepath.Join(dir, "docker-stack.tls.yml"), filepath.Join(dir, "docker-stack.monitoring.yml")
 	os.WriteFile(bigPath, big, 0o644)
 	os.WriteFile(tlsPath, tls, 0o644)
+	os.WriteFile(monPath, mon, 0o644)
 	common := []string{"image: surge:latest", "image: redis:7", "image: postgres:16", "image: haproxy:2.8", "published: 80", "mode: host"}
 	for path, wants := range map[string][]string{
 		filepath.Join(root, "docker-stack.yml"): common,
 		bigPath:                                 common,
 		tlsPath:                                 append([]string{"published: 443", fmt.Sprintf("target: %d", TLSPort), "TLS_CRT: /run/secrets/" + TLSSecret}, common...),
+		monPath: append([]string{"image: prom/prometheus:v2.53.0", "image: grafana/grafana:11.1.0", "published: 3000",
+			"GF_SECURITY_ADMIN_PASSWORD__FILE: /run/secrets/" + GrafanaPasswordSecret}, common...),
 	} {
 		cmd := exec.Command("docker", "stack", "config", "-c", path)
 		cmd.Env = append(os.Environ(), "HTTP_PORT=", "HTTPS_PORT=", "SURGE_IMAGE=", "SURGE_TAG=")
@@ -772,5 +841,147 @@ func TestHAProxyEdgeCaps(t *testing.T) {
 	})
 	if line, err := answer("127.0.0.2"); err != nil || !strings.Contains(line, " 503 ") {
 		t.Fatalf("another address: %q, %v; want HAProxy's 503 (no server)", line, err)
+	}
+}
+
+// checkMonitoring checks Prometheus and Grafana offline: their Swarm
+// configs are stack/monitoring's files, Prometheus scrapes through Swarm DNS
+// a task list of every surge service on a network it shares with them, and
+// Grafana's provisioning points at that Prometheus and at the dashboard
+// where the stack mounts it. Grafana itself is not run (it is not in Debian
+// and cannot be pulled here).
+func checkMonitoring(t *testing.T, opt Options, p *types.Project) {
+	t.Helper()
+	mounts := map[string]string{} // target -> file under stack/monitoring
+	for _, name := range []string{"prometheus", "grafana"} {
+		for _, c := range p.Services[name].Configs {
+			cfg, ok := p.Configs[c.Source]
+			if !ok {
+				t.Errorf("%s: config %s is not declared", name, c.Source)
+				continue
+			}
+			file, found := strings.CutPrefix(filepath.ToSlash(cfg.File), filepath.ToSlash(p.WorkingDir)+"/"+monitoring.Dir+"/")
+			if !found {
+				t.Errorf("%s: config %s from %s, not from %s", name, c.Source, cfg.File, monitoring.Dir)
+				continue
+			}
+			sum := sha256.Sum256(monitoring.File(file))
+			if !strings.HasSuffix(cfg.Name, hex.EncodeToString(sum[:])[:10]) {
+				t.Errorf("config %s is named %s, without the hash of %s: a changed file would not be deployed", c.Source, cfg.Name, file)
+			}
+			mounts[c.Target] = file
+		}
+	}
+	for target, file := range map[string]string{
+		"/etc/prometheus/prometheus.yml":                       monitoring.PrometheusConfig,
+		"/etc/prometheus/rules.yml":                            monitoring.Rules,
+		"/etc/grafana/provisioning/datasources/prometheus.yml": monitoring.GrafanaDatasource,
+		"/etc/grafana/provisioning/dashboards/surge.yml":       monitoring.GrafanaProvider,
+	} {
+		if mounts[target] != file {
+			t.Errorf("%s holds %q, want %s", target, mounts[target], file)
+		}
+	}
+	prom := p.Services["prometheus"]
+	if !slices.Contains(prom.Command, "--config.file=/etc/prometheus/prometheus.yml") || len(prom.Volumes) != 1 || prom.Volumes[0].Target != "/prometheus" {
+		t.Errorf("prometheus: command %v, volumes %+v", prom.Command, prom.Volumes)
+	}
+
+	// prometheus.yml: one job per surge service, each a DNS lookup of its
+	// tasks on a network Prometheus is on, at the services' port; the rules
+	// file beside it.
+	var pc struct {
+		RuleFiles     []string `yaml:"rule_files"`
+		ScrapeConfigs []struct {
+			JobName      string `yaml:"job_name"`
+			DNSSDConfigs []struct {
+				Names []string `yaml:"names"`
+				Type  string   `yaml:"type"`
+				Port  int      `yaml:"port"`
+			} `yaml:"dns_sd_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(monitoring.File(monitoring.PrometheusConfig), &pc); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(pc.RuleFiles, []string{"rules.yml"}) {
+		t.Errorf("prometheus.yml rule_files %v, want rules.yml, mounted beside it", pc.RuleFiles)
+	}
+	var jobs []string
+	for _, sc := range pc.ScrapeConfigs {
+		jobs = append(jobs, sc.JobName)
+		if len(sc.DNSSDConfigs) != 1 || len(sc.DNSSDConfigs[0].Names) != 1 || sc.DNSSDConfigs[0].Type != "A" || sc.DNSSDConfigs[0].Port != ListenPort {
+			t.Errorf("job %s: dns_sd_configs %+v, want one A lookup on port %d", sc.JobName, sc.DNSSDConfigs, ListenPort)
+			continue
+		}
+		name, ok := strings.CutPrefix(sc.DNSSDConfigs[0].Names[0], "tasks.")
+		if !ok || name != sc.JobName {
+			t.Errorf("job %s looks up %s, want tasks.%s", sc.JobName, sc.DNSSDConfigs[0].Names[0], sc.JobName)
+		}
+		// The service (or, for web, every shard's frontend by its alias) on
+		// a network Prometheus shares.
+		var answering []string
+		for svcName, s := range p.Services {
+			for n, sn := range s.Networks {
+				if _, shared := prom.Networks[n]; shared && (svcName == name || sn != nil && slices.Contains(sn.Aliases, name)) {
+					answering = append(answering, svcName)
+				}
+			}
+		}
+		want := []string{name}
+		if name == WebAlias {
+			want = nil
+			for k := 1; k <= opt.Shards; k++ {
+				want = append(want, fmt.Sprintf("web-%d", k))
+			}
+		}
+		if !slices.Equal(sorted(answering...), sorted(want...)) {
+			t.Errorf("tasks.%s on Prometheus's networks: %v, want %v", name, answering, want)
+		}
+	}
+	if !slices.Equal(sorted(jobs...), sorted("web", "admin", "result", "worker")) {
+		t.Errorf("prometheus.yml jobs %v, want web, admin, result, worker", jobs)
+	}
+
+	// Grafana's provisioning: the datasource is this Prometheus, on a network
+	// Grafana shares with it; the dashboard provider reads the folder the
+	// dashboard is mounted in.
+	var ds struct {
+		Datasources []struct{ URL, UID, Type string } `yaml:"datasources"`
+	}
+	if err := yaml.Unmarshal(monitoring.File(monitoring.GrafanaDatasource), &ds); err != nil {
+		t.Fatal(err)
+	}
+	if len(ds.Datasources) != 1 || ds.Datasources[0].Type != "prometheus" || ds.Datasources[0].URL != fmt.Sprintf("http://prometheus:%d", PromPort) {
+		t.Errorf("Grafana datasources %+v, want the prometheus service on port %d", ds.Datasources, PromPort)
+	}
+	if _, ok := p.Services["grafana"].Networks["monitoring"]; !ok {
+		t.Error("grafana is not on monitoring, where Prometheus is")
+	}
+	var prov struct {
+		Providers []struct {
+			Type    string `yaml:"type"`
+			Options struct {
+				Path string `yaml:"path"`
+			} `yaml:"options"`
+		} `yaml:"providers"`
+	}
+	if err := yaml.Unmarshal(monitoring.File(monitoring.GrafanaProvider), &prov); err != nil {
+		t.Fatal(err)
+	}
+	var dashboard string
+	for target, file := range mounts {
+		if file == monitoring.GrafanaDashboard {
+			dashboard = target
+		}
+	}
+	if len(prov.Providers) != 1 || prov.Providers[0].Type != "file" || dashboard == "" || path.Dir(dashboard) != prov.Providers[0].Options.Path {
+		t.Errorf("Grafana dashboard providers %+v, dashboard mounted at %q: want one file provider reading its folder", prov.Providers, dashboard)
+	}
+	var db struct {
+		UID string `json:"uid"`
+	}
+	if err := json.Unmarshal(monitoring.File(monitoring.GrafanaDashboard), &db); err != nil || db.UID == "" {
+		t.Errorf("dashboard: %v, uid %q", err, db.UID)
 	}
 }

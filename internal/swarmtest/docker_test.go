@@ -133,8 +133,22 @@ type stackState struct {
 	tasks    map[string][]swarmTask // by service ID, newest first
 }
 
-// readStack reads the stack's services and tasks from the Swarm API.
+// readStack reads the stack's services and tasks from the Swarm API. A
+// task or service listed and then removed before the inspect (a rolling
+// update, a scale to 0) fails one read; it reads again for a few seconds.
 func readStack(ctx context.Context) (*stackState, error) {
+	var st *stackState
+	err := testenv.WaitFor(ctx, readStackRetry, func() (err error) {
+		st, err = readStackOnce(ctx)
+		return err
+	})
+	return st, err
+}
+
+// readStackRetry bounds readStack's retries: a few CLI round trips.
+const readStackRetry = 5 * time.Second
+
+func readStackOnce(ctx context.Context) (*stackState, error) {
 	ids, err := docker(ctx, nil, "service", "ls", "-q", "--filter", "label=com.docker.stack.namespace="+stack)
 	if err != nil {
 		return nil, err
@@ -163,8 +177,7 @@ func readStack(ctx context.Context) (*stackState, error) {
 	}
 	out, err = docker(ctx, nil, append([]string{"inspect", "--type", "task"}, lines(taskIDs)...)...)
 	if err != nil {
-		// A task removed between the two calls: look again.
-		return nil, err
+		return nil, err // a task removed between the two calls
 	}
 	var tasks []swarmTask
 	if err := json.Unmarshal([]byte(out), &tasks); err != nil {

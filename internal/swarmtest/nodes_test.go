@@ -75,7 +75,7 @@ func (e *env) startNodes(t *testing.T) {
 
 // images are what every node needs: ours and the stand-ins.
 func (e *env) images() []string {
-	return []string{e.image + ":" + e.tag, e.redisImage, e.postgresImage, e.haproxyImage}
+	return []string{e.image + ":" + e.tag, e.redisImage, e.postgresImage, e.haproxyImage, e.prometheusImage}
 }
 
 // labelNode puts a placement label on its node.

@@ -30,6 +30,7 @@ const stack = "surge"
 type env struct {
 	image, tag                                   string // ours: SURGE_IMAGE, SURGE_TAG
 	redisImage, postgresImage, haproxyImage      string // the stand-ins
+	prometheusImage                              string // the stand-in for prom/prometheus (the monitoring step)
 	nodeImage                                    string // the Swarm nodes' (NODE_IMAGE)
 	engine                                       string // this machine's engine (DOCKER_HOST as the test started)
 	cluster                                      *dind.Cluster
@@ -50,10 +51,10 @@ func loadEnv(t *testing.T) *env {
 		t.Skip("the Swarm test runs through `make test-stack` (SURGE_SWARM_TEST=1), which builds the images first")
 	}
 	e := &env{image: os.Getenv("SURGE_IMAGE"), tag: os.Getenv("SURGE_TAG"), redisImage: os.Getenv("REDIS_IMAGE"),
-		postgresImage: os.Getenv("POSTGRES_IMAGE"), haproxyImage: os.Getenv("HAPROXY_IMAGE"),
+		postgresImage: os.Getenv("POSTGRES_IMAGE"), haproxyImage: os.Getenv("HAPROXY_IMAGE"), prometheusImage: os.Getenv("PROMETHEUS_IMAGE"),
 		nodeImage: os.Getenv("NODE_IMAGE"), engine: os.Getenv("DOCKER_HOST"), down: map[string]bool{}}
 	for name, v := range map[string]string{"SURGE_IMAGE": e.image, "SURGE_TAG": e.tag, "REDIS_IMAGE": e.redisImage,
-		"POSTGRES_IMAGE": e.postgresImage, "HAPROXY_IMAGE": e.haproxyImage, "NODE_IMAGE": e.nodeImage} {
+		"POSTGRES_IMAGE": e.postgresImage, "HAPROXY_IMAGE": e.haproxyImage, "PROMETHEUS_IMAGE": e.prometheusImage, "NODE_IMAGE": e.nodeImage} {
 		if v == "" {
 			t.Fatalf("%s is not set: run `make test-stack`", name)
 		}
@@ -75,7 +76,8 @@ func loadEnv(t *testing.T) *env {
 		stack+"_haproxy", stack+"_admin", stack+"_result", stack+"_worker", stack+"_postgres")
 	sort.Strings(e.expectedServices)
 	e.deployEnv = []string{"SURGE_IMAGE=" + e.image, "SURGE_TAG=" + e.tag, "REDIS_IMAGE=" + e.redisImage,
-		"POSTGRES_IMAGE=" + e.postgresImage, "HAPROXY_IMAGE=" + e.haproxyImage, "HTTP_PORT=" + strconv.Itoa(e.port),
+		"POSTGRES_IMAGE=" + e.postgresImage, "HAPROXY_IMAGE=" + e.haproxyImage, "PROMETHEUS_IMAGE=" + e.prometheusImage,
+		"HTTP_PORT=" + strconv.Itoa(e.port),
 		// The load comes from one address: the per-address limits on new
 		// voters and orders would answer 429s.
 		"SURGE_NEW_VOTERS_PER_IP=0", "SURGE_ORDERS_PER_IP=0"}
@@ -93,7 +95,8 @@ func randomHex(n int) string {
 // node, HAProxy on every node) and exercises it through HAProxy's port on
 // the nodes: steps 1 to 7 of the deployment issue, docker kill of a Redis,
 // a frontend and Postgres under load, whole nodes killed under load, a
-// rolling update, a shard added, and TLS from a Swarm secret.
+// rolling update, a shard added, TLS from a Swarm secret, and Prometheus
+// with the alert rules.
 func TestSwarmStack(t *testing.T) {
 	e := loadEnv(t)
 	start := time.Now()
@@ -371,6 +374,11 @@ func TestSwarmStack(t *testing.T) {
 
 	// TLS at HAProxy, from a Swarm secret: the stack rendered with --tls.
 	e.checkTLS(t, ctx, final, step)
+
+	// Monitoring: the stack rendered with --monitoring (Prometheus only):
+	// every target up, and the shard alert fires when a shard's Redis is
+	// gone.
+	e.checkMonitoring(t, ctx, step)
 
 	// 7. Tear down: t.Cleanup, which also runs when a step fails.
 	if len(e.remedies) > 0 {

@@ -6,7 +6,7 @@
 #  2. docker-stack.yml deployed on a real Swarm of three Docker-in-Docker
 #     nodes run by this machine's Docker engine (internal/swarmtest, on
 #     internal/dind), after the surge image, the stand-ins for redis,
-#     postgres and haproxy, and the node image are built. Without a
+#     postgres, haproxy and prometheus, and the node image are built. Without a
 #     reachable engine it prints a SKIP line for this part and succeeds.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

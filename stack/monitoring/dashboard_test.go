@@ -21,6 +21,7 @@ import (
 	"github.com/surge-vote/surge/internal/httpx"
 	"github.com/surge-vote/surge/internal/redis"
 	"github.com/surge-vote/surge/internal/results"
+	"github.com/surge-vote/surge/internal/surge"
 	"github.com/surge-vote/surge/internal/testenv"
 )
 
@@ -167,7 +168,7 @@ func TestQueriesUseExportedMetrics(t *testing.T) {
 }
 
 // exportedNames returns every series name the services export: web (on a
-// real Redis), result and the worker (each service's own registry, behind
+// real Redis), result (on a real Postgres) and the worker (each service's own registry, behind
 // the engine every service uses), as Prometheus scrapes them. Histograms
 // and summaries export _bucket, _sum and _count. "up" is Prometheus's own.
 func exportedNames(t *testing.T) map[string]bool {
@@ -183,7 +184,13 @@ func exportedNames(t *testing.T) map[string]bool {
 	}
 	t.Cleanup(web.Close)
 
-	res := results.New("result-1", nil, redis.Shards{}, results.NewLive(nil, log, time.Second), log)
+	// result exports the stock of items that exist.
+	db := testenv.Postgres(t)
+	price := surge.Cents(100)
+	if _, _, err := db.UpsertItem(context.Background(), surge.ItemInput{Name: "sneaker", Quantity: 5, Price: &price}); err != nil {
+		t.Fatal(err)
+	}
+	res := results.New("result-1", db, redis.Shards{}, results.NewLive(db, log, time.Second), log)
 
 	q := &redis.Consumer{Client: redis.NewClient(redis.Config{Addr: r.Addr}, 2), Stream: redis.DefaultStream, Group: "workers", Name: "w1"}
 	t.Cleanup(func() { q.Client.Close() })

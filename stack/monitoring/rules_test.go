@@ -20,11 +20,12 @@ func promtool(t *testing.T) string {
 	return path
 }
 
-// The rules are valid, and each alert fires when it should and not on a
-// healthy stack (rules_test.yml).
+// The rules are valid, each alert fires when it should and not on a healthy
+// stack (rules_test.yml), and the Prometheus configuration the Swarm stack
+// mounts (with the rules) is valid.
 func TestRules(t *testing.T) {
 	bin := promtool(t)
-	for _, args := range [][]string{{"check", "rules", "rules.yml"}, {"test", "rules", "rules_test.yml"}} {
+	for _, args := range [][]string{{"check", "rules", "rules.yml"}, {"test", "rules", "rules_test.yml"}, {"check", "config", "prometheus.yml"}} {
 		out, err := exec.Command(bin, args...).CombinedOutput()
 		if err != nil {
 			t.Errorf("promtool %v: %v\n%s", args, err, out)

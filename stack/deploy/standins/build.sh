@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the stand-ins for the official redis, postgres and haproxy images
-# from Debian's packages, for an engine that can pull nothing, and the Swarm
-# node image of the multi-node Swarm test (./node: Debian's docker.io):
+# Builds the stand-ins for the official redis, postgres, haproxy and
+# prom/prometheus images from Debian's packages, for an engine that can pull
+# nothing, and the Swarm node image of the multi-node Swarm test (./node:
+# Debian's docker.io):
 #
 #   1. ./base.sh: debootstrap a minimal bookworm root filesystem with
 #      redis-server, postgresql-15 and haproxy (Debian's mirror is the only
@@ -9,8 +10,8 @@
 #      unless that image exists;
 #   2. build one image per role on top of it (./<role>/Dockerfile: an
 #      entrypoint that behaves like the official image's where the stack
-#      relies on it; the node installs docker.io from Debian's mirror), the
-#      four at once.
+#      relies on it; the node installs docker.io, and prometheus Debian's
+#      prometheus, from Debian's mirror), the five at once.
 #
 # <hash> is a content hash of this directory and the package list, so a second
 # run reuses the images (a few hundred milliseconds), and any change to the
@@ -20,13 +21,13 @@
 #
 # Prints, on stdout, the variables that make docker-stack.yml use them:
 #   REDIS_IMAGE=surge-standin/redis:<hash> POSTGRES_IMAGE=… HAPROXY_IMAGE=…
-# and NODE_IMAGE=surge-standin/node:<hash>.
+#   PROMETHEUS_IMAGE=… and NODE_IMAGE=surge-standin/node:<hash>.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 suite=${DEBIAN_SUITE:-bookworm}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 packages=redis-server,postgresql-15,haproxy
-roles=(redis postgres haproxy node)
+roles=(redis postgres haproxy prometheus node)
 log() { echo "standins: $*" >&2; }
 
 hash=$({
