@@ -19,6 +19,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/surge-vote/surge/internal/httpx"
+	"github.com/surge-vote/surge/internal/lockout"
 	"github.com/surge-vote/surge/internal/postgres"
 	"github.com/surge-vote/surge/internal/surge"
 	"github.com/surge-vote/surge/internal/telemetry"
@@ -84,7 +85,7 @@ type Server struct {
 	log     *slog.Logger
 	store   Store
 	close   func() // closes what New opened
-	lockout *lockout
+	lockout *lockout.Lockout
 	now     func() time.Time
 	proxies httpx.Proxies // cfg.TrustedProxies, parsed
 	handler http.Handler
@@ -107,7 +108,7 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		return nil, fmt.Errorf("web: %w", err)
 	}
 	s := &Server{cfg: cfg, log: opt.Logger, store: opt.Store, close: func() {}, proxies: proxies,
-		lockout: newLockout(cfg.AdminMaxFails, cfg.AdminLockout, opt.Now), now: opt.Now}
+		lockout: lockout.New(cfg.AdminMaxFails, cfg.AdminLockout, opt.Now), now: opt.Now}
 	if s.store == nil {
 		db, err := openStore(ctx, cfg.Postgres)
 		if err != nil {
@@ -265,6 +266,8 @@ type pollRequest struct {
 	// RFC 3339 times, e.g. 2027-02-07T23:00:00Z; empty is no bound.
 	OpensAt  string `json:"opens_at"`
 	ClosesAt string `json:"closes_at"`
+	// AccountsOnly: only logged-in accounts vote, one vote each.
+	AccountsOnly bool `json:"accounts_only"`
 }
 
 // PollView is a poll as admin lists it: with its state now.
@@ -281,14 +284,15 @@ func (s *Server) postPoll(c *gin.Context) {
 		return
 	}
 	if form != nil {
-		req = pollRequest{ID: form.Get("id"), Title: form.Get("title"), OpensAt: form.Get("opens_at"), ClosesAt: form.Get("closes_at")}
+		req = pollRequest{ID: form.Get("id"), Title: form.Get("title"), OpensAt: form.Get("opens_at"), ClosesAt: form.Get("closes_at"),
+			AccountsOnly: form.Get("accounts_only") != ""}
 		for _, o := range strings.FieldsFunc(form.Get("options"), func(r rune) bool { return r == ',' || r == '\n' }) {
 			if o = strings.TrimSpace(o); o != "" {
 				req.Options = append(req.Options, o)
 			}
 		}
 	}
-	p := surge.Poll{ID: req.ID, Title: strings.TrimSpace(req.Title), Options: req.Options}
+	p := surge.Poll{ID: req.ID, Title: strings.TrimSpace(req.Title), Options: req.Options, AccountsOnly: req.AccountsOnly}
 	if p.Title == "" {
 		p.Title = p.ID
 	}

@@ -34,19 +34,8 @@ func TestPollStatesOnAFakeStore(t *testing.T) {
 		t.Fatalf("close early: %d %v, want 200 closed at 21:00", resp.StatusCode, out)
 	}
 	states := func() map[string]string {
-		req, _ := http.NewRequest("GET", ts.URL+"/admin/api/polls", nil)
-		asAdmin(req)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var polls []admin.PollView
-		if err := json.NewDecoder(resp.Body).Decode(&polls); err != nil {
-			t.Fatal(err)
-		}
 		got := map[string]string{}
-		for _, p := range polls {
+		for _, p := range listPolls(t, ts.URL) {
 			got[p.ID] = p.State
 		}
 		return got
@@ -60,4 +49,45 @@ func TestPollStatesOnAFakeStore(t *testing.T) {
 	if got := states(); !maps.Equal(got, want) {
 		t.Fatalf("at 22:00: states %v, want %v", got, want)
 	}
+}
+
+// "accounts_only" is taken from JSON and from the admin form, and listed.
+func TestAccountsOnlyPoll(t *testing.T) {
+	store := &fakeStore{}
+	cfg := admin.DefaultConfig()
+	cfg.AdminPassword, cfg.AdminMaxFails = adminPassword, 100
+	ts := serveAdmin(t, cfg, admin.Options{Store: store})
+	for _, c := range []struct{ ct, body string }{
+		{"application/json", `{"id":"members","options":["a","b"],"accounts_only":true}`},
+		{"application/x-www-form-urlencoded", "id=staff&options=a,b&accounts_only=1"},
+		{"application/json", `{"id":"open-to-all","options":["a","b"]}`},
+	} {
+		if resp, out := adminDo(t, ts, "POST", "/admin/api/polls", c.ct, c.body, true); resp.StatusCode != 201 {
+			t.Fatalf("create %s: %d %v", c.body, resp.StatusCode, out)
+		}
+	}
+	got := map[string]bool{}
+	for _, p := range listPolls(t, ts.URL) {
+		got[p.ID] = p.AccountsOnly
+	}
+	if want := map[string]bool{"members": true, "staff": true, "open-to-all": false}; !maps.Equal(got, want) {
+		t.Fatalf("accounts_only %v, want %v", got, want)
+	}
+}
+
+// listPolls is GET /admin/api/polls.
+func listPolls(t *testing.T, base string) []admin.PollView {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+"/admin/api/polls", nil)
+	asAdmin(req)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var polls []admin.PollView
+	if err := json.NewDecoder(resp.Body).Decode(&polls); err != nil {
+		t.Fatal(err)
+	}
+	return polls
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/surge-vote/surge/internal/accounts"
 	"github.com/surge-vote/surge/internal/catalog"
 	"github.com/surge-vote/surge/internal/httpx"
 	"github.com/surge-vote/surge/internal/postgres"
@@ -57,6 +58,11 @@ type Config struct {
 	NewVotersBurst int `mapstructure:"new_voters_burst"`
 	OrdersPerIP    int `mapstructure:"orders_per_ip"`
 	OrdersBurst    int `mapstructure:"orders_burst"`
+	SignUpsPerIP   int `mapstructure:"signups_per_ip"` // new accounts
+	SignUpsBurst   int `mapstructure:"signups_burst"`
+	// Accounts live in the same Postgres; without postgres.url there are
+	// none (their pages and accounts-only polls answer 503).
+	Accounts accounts.Config `mapstructure:"accounts"`
 }
 
 // DefaultConfig returns the defaults.
@@ -70,6 +76,8 @@ func DefaultConfig() Config {
 		NewVotersBurst: 120,
 		OrdersPerIP:    60,
 		OrdersBurst:    120,
+		SignUpsPerIP:   10,
+		SignUpsBurst:   20,
 		TrustedProxies: httpx.PrivateProxies(),
 		Listen:         "127.0.0.1:8081",
 		Redis:          redis.Config{Addr: "127.0.0.1:6379", Stream: redis.DefaultStream},
@@ -81,6 +89,7 @@ func DefaultConfig() Config {
 		MaxBatch:       128,
 		CollectWindow:  100 * time.Microsecond,
 		LogLevel:       "info",
+		Accounts:       accounts.DefaultConfig(),
 	}
 }
 
@@ -110,6 +119,24 @@ type Orders interface {
 	OrderState(ctx context.Context, id string) (surge.OrderState, error)
 }
 
+// Accounts is the accounts side of the frontend (accounts.Service): its
+// handlers, mounted in routes, and who is logged in.
+type Accounts interface {
+	PostAccount(c *gin.Context)
+	PostLogin(c *gin.Context)
+	PostLogout(c *gin.Context)
+	GetMyOrders(c *gin.Context)
+	GetSignUpPage(c *gin.Context)
+	GetLoginPage(c *gin.Context)
+	GetMyOrdersPage(c *gin.Context)
+	// Signed is the account of r's signed session cookie, from its
+	// signature alone: orders name their buyer while the store is down.
+	Signed(r *http.Request) (int64, bool)
+	// Session is the account of r's live session, checked in the store:
+	// EUNAUTHORIZED without one, EUNAVAILABLE when the store is down.
+	Session(ctx context.Context, r *http.Request) (int64, error)
+}
+
 // Server is the public frontend.
 type Server struct {
 	cfg     Config
@@ -117,6 +144,7 @@ type Server struct {
 	queue   Queue
 	catalog Catalogue // nil without postgres.url
 	applied Orders    // nil without postgres.url
+	accts   Accounts  // nil without postgres.url
 	static  map[string]surge.Poll
 	closers []func() // what New opened, closed in this order
 	signer  *voter.Signer
@@ -128,6 +156,7 @@ type Server struct {
 	voters  *keyedLimiter // votes per known voter
 	newbies *keyedLimiter // new voters per client address
 	buyers  *keyedLimiter // orders per client address
+	signups *keyedLimiter // new accounts per client address
 	proxies httpx.Proxies // cfg.TrustedProxies, parsed
 }
 
@@ -142,6 +171,7 @@ type Options struct {
 	Queue     Queue
 	Catalogue Catalogue
 	Orders    Orders
+	Accounts  Accounts // nil with a Catalogue given: no accounts
 }
 
 // New connects to the shard's Redis and builds the routes. It fails if the
@@ -179,10 +209,11 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		return nil, fmt.Errorf("web: %w", err)
 	}
 	s := &Server{cfg: cfg, log: opt.Logger, static: polls, signer: signer, now: opt.Now, proxies: proxies,
-		queue: opt.Queue, catalog: opt.Catalogue, applied: opt.Orders,
+		queue: opt.Queue, catalog: opt.Catalogue, applied: opt.Orders, accts: opt.Accounts,
 		reg: telemetry.NewRegistry(), voters: newKeyedLimiter(cfg.VoterRate, cfg.VoterBurst, opt.Now),
 		newbies: newKeyedLimiter(float64(cfg.NewVotersPerIP)/60, cfg.NewVotersBurst, opt.Now),
-		buyers:  newKeyedLimiter(float64(cfg.OrdersPerIP)/60, cfg.OrdersBurst, opt.Now)}
+		buyers:  newKeyedLimiter(float64(cfg.OrdersPerIP)/60, cfg.OrdersBurst, opt.Now),
+		signups: newKeyedLimiter(float64(cfg.SignUpsPerIP)/60, cfg.SignUpsBurst, opt.Now)}
 	s.votes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "surge_votes_captured_total", Help: "Votes acknowledged with 202, by poll.",
 	}, []string{"poll"})
@@ -274,10 +305,16 @@ func (s *Server) openCatalog(cfg Config) error {
 	}
 	cache := catalog.New(db, cfg.Polls, s.log)
 	s.reg.MustRegister(cache.Loads)
+	accts, err := accounts.New(cfg.Accounts, accounts.Options{Store: db, Keys: s.signer.Keys(), Proxies: s.proxies,
+		CookieSecure: cfg.CookieSecure, Node: cfg.Node, Logger: s.log.With("part", "accounts"), Now: s.now})
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("web: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
 	bg.Go(func() { cache.Run(ctx, db) })
-	s.catalog, s.applied = cache, db
+	s.catalog, s.applied, s.accts = cache, db, accts
 	s.closers = append(s.closers, func() {
 		cancel()
 		bg.Wait()
@@ -307,10 +344,7 @@ func (s *Server) Close() {
 // secure reports whether the client reached us over TLS (directly, or at a
 // trusted proxy that says so), so cookies get the Secure flag.
 func (s *Server) secure(c *gin.Context) bool {
-	if s.cfg.CookieSecure || c.Request.TLS != nil {
-		return true
-	}
-	return c.GetHeader("X-Forwarded-Proto") == "https" && s.proxies.Trusts(c.Request)
+	return httpx.Secure(c.Request, s.proxies, s.cfg.CookieSecure)
 }
 
 // clientAddr is what the per-address limits count against: the client's
@@ -353,7 +387,44 @@ func (s *Server) routes() (*gin.Engine, error) {
 	r.GET("/cart", s.getCart)
 	r.GET("/", s.getVotePage)
 	r.GET("/polls/:poll", s.getVotePage)
+	// Accounts, off the hot path (see package accounts).
+	r.POST("/accounts", s.limitSignUps, s.account(Accounts.PostAccount))
+	r.POST("/login", s.account(Accounts.PostLogin))
+	r.POST("/logout", s.account(Accounts.PostLogout))
+	r.GET("/accounts/me/orders", s.account(Accounts.GetMyOrders))
+	r.GET("/signup", s.account(Accounts.GetSignUpPage))
+	r.GET("/login", s.account(Accounts.GetLoginPage))
+	r.GET("/my-orders", s.account(Accounts.GetMyOrdersPage))
 	return r, nil
+}
+
+// account is an accounts handler, or 503 on a frontend without accounts.
+func (s *Server) account(h func(Accounts, *gin.Context)) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if s.accts == nil {
+			httpx.Error(c, s.log, errNoAccounts)
+			return
+		}
+		h(s.accts, c)
+	}
+}
+
+// limitSignUps answers 429 past the sign-ups one client address may make:
+// each costs a bcrypt hash and a row.
+func (s *Server) limitSignUps(c *gin.Context) {
+	s.allow(c, s.signups, s.clientAddr(c), "too many sign-ups from this address; try again later") // a refusal aborts
+}
+
+var errNoAccounts = surge.Errorf(surge.EUNAVAILABLE, "accounts not configured")
+
+// signedAccount is the account whose signed session cookie r carries, 0
+// for none (see Accounts.Signed).
+func (s *Server) signedAccount(r *http.Request) int64 {
+	if s.accts == nil {
+		return 0
+	}
+	id, _ := s.accts.Signed(r)
+	return id
 }
 
 // Receipt is the 202 answer to a vote.
@@ -391,6 +462,10 @@ func (s *Server) postVote(c *gin.Context) {
 		return
 	}
 
+	if poll.AccountsOnly {
+		s.postAccountVote(c, req, poll, now)
+		return
+	}
 	id, known := voter.NewIdentity(), false
 	if ck, err := c.Request.Cookie(voter.CookieName); err == nil {
 		// A forged or damaged cookie is a new voter, never someone else.
@@ -407,28 +482,67 @@ func (s *Server) postVote(c *gin.Context) {
 		return
 	}
 	id.Version = surge.NextVersion(now, id.Version)
-	vote := surge.Vote{
-		ID: ulid.Make().String(), Poll: poll.ID, Choice: req.Choice,
-		Voter: id.ID, Version: id.Version, Node: s.cfg.Node, At: now.UTC(),
-	}
-	fields := surge.EncodeVote(vote)
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.AppendTimeout)
-	defer cancel()
-	if _, err := s.queue.Append(ctx, fields); err != nil {
-		s.log.Warn("queue append failed", "err", err)
-		httpx.Error(c, s.log, surge.Unavailable("queue", err))
+	vote, ok := s.queueVote(c, poll, req.Choice, id.ID, id.Version, now)
+	if !ok {
 		return
 	}
-	s.votes.WithLabelValues(poll.ID).Inc()
-	secure := s.secure(c)
 	http.SetCookie(c.Writer, &http.Cookie{
 		Name: voter.CookieName, Value: s.signer.Sign(id), Path: "/",
-		MaxAge: 400 * 24 * 3600, HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode,
+		MaxAge: 400 * 24 * 3600, HttpOnly: true, Secure: s.secure(c), SameSite: http.SameSiteLaxMode,
 	})
+	s.answerVote(c, req, poll, vote)
+}
+
+// postAccountVote takes a vote in an accounts-only poll: the voter is the
+// session's account, checked in the accounts store (401 without a live
+// session, 503 while the store is down), so an account has one vote
+// whatever cookies the browser holds. The latest vote wins: its version is
+// the capture time (surge.NextVersion), as for a new cookie voter.
+func (s *Server) postAccountVote(c *gin.Context, req voteRequest, poll surge.Poll, now time.Time) {
+	if s.accts == nil {
+		httpx.Error(c, s.log, errNoAccounts)
+		return
+	}
+	account, err := s.accts.Session(c.Request.Context(), c.Request)
+	if err != nil {
+		httpx.Error(c, s.log, err)
+		return
+	}
+	voterID := surge.AccountVoter(account)
+	if !s.allow(c, s.voters, voterID, "too many votes from this voter; slow down") {
+		return
+	}
+	vote, ok := s.queueVote(c, poll, req.Choice, voterID, surge.NextVersion(now, 0), now)
+	if ok {
+		s.answerVote(c, req, poll, vote)
+	}
+}
+
+// queueVote appends a vote to the shard's stream: false, answered 503, if
+// the queue cannot take it.
+func (s *Server) queueVote(c *gin.Context, poll surge.Poll, choice, voterID string, version int64, now time.Time) (surge.Vote, bool) {
+	vote := surge.Vote{
+		ID: ulid.Make().String(), Poll: poll.ID, Choice: choice,
+		Voter: voterID, Version: version, Node: s.cfg.Node, At: now.UTC(),
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.AppendTimeout)
+	defer cancel()
+	if _, err := s.queue.Append(ctx, surge.EncodeVote(vote)); err != nil {
+		s.log.Warn("queue append failed", "err", err)
+		httpx.Error(c, s.log, surge.Unavailable("queue", err))
+		return surge.Vote{}, false
+	}
+	s.votes.WithLabelValues(poll.ID).Inc()
+	return vote, true
+}
+
+// answerVote answers a queued vote: the receipt, or the vote page for a
+// browser's form.
+func (s *Server) answerVote(c *gin.Context, req voteRequest, poll surge.Poll, vote surge.Vote) {
 	// For display only: which option the page marks as this browser's vote.
 	http.SetCookie(c.Writer, &http.Cookie{
 		Name: choiceCookie(poll.ID), Value: vote.Choice, Path: "/",
-		MaxAge: 400 * 24 * 3600, HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode,
+		MaxAge: 400 * 24 * 3600, HttpOnly: true, Secure: s.secure(c), SameSite: http.SameSiteLaxMode,
 	})
 	if req.form && httpx.WantsHTML(c.Request) {
 		c.Status(http.StatusAccepted)
@@ -463,6 +577,7 @@ func (s *Server) renderVotePage(c *gin.Context, poll surge.Poll, voted, current 
 	c.Header("Content-Type", "text/html; charset=utf-8")
 	err := ui.Render(c.Writer, "vote.html", ui.Page{Title: poll.Title, Node: s.cfg.Node, Data: map[string]any{
 		"Poll": poll, "Voted": voted, "VotedNode": s.cfg.Node, "Current": current, "State": poll.State(s.now()),
+		"SignedIn": s.signedAccount(c.Request) != 0,
 	}})
 	if err != nil {
 		s.log.Error("render vote page", "err", err)

@@ -26,10 +26,12 @@ type fakeQueue struct {
 	log  *testenv.EventLog
 	err  error
 	keys map[string]string
+	last []any // the fields of the last entry appended
 }
 
 func (q *fakeQueue) Append(ctx context.Context, fields []any) (string, error) {
 	q.log.Add("append %s", fields[1])
+	q.last = fields
 	return "1-0", q.err
 }
 
@@ -42,17 +44,20 @@ func (q *fakeQueue) AppendOnce(ctx context.Context, key, value string, ttl time.
 		return "", redis.ErrConflict
 	}
 	q.keys[key] = value
+	q.last = fields
 	return "1-0", q.err
 }
 
 func (q *fakeQueue) Ping(ctx context.Context) error { return q.err }
 
-// fakeCatalogue knows the default polls and items 7 and 9.
+// fakeCatalogue knows the default polls, the accounts-only poll
+// "members", and items 7 and 9.
 type fakeCatalogue struct{ log *testenv.EventLog }
 
 func (c *fakeCatalogue) Poll(ctx context.Context, id string) (surge.Poll, bool) {
 	c.log.Add("poll %s", id)
-	for _, p := range surge.DefaultPolls() {
+	members := surge.Poll{ID: "members", Title: "Members only", Options: []string{"yes", "no"}, AccountsOnly: true}
+	for _, p := range append(surge.DefaultPolls(), members) {
 		if p.ID == id {
 			return p, true
 		}

@@ -141,6 +141,7 @@ func (s *Server) postOrder(c *gin.Context) {
 		}
 	}
 	o.Node, o.At = s.cfg.Node, s.now().UTC()
+	o.Account = s.signedAccount(c.Request) // the buyer, if logged in; 0: anonymous
 	fields := surge.EncodeOrder(o)
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.AppendTimeout)
 	defer cancel()
@@ -253,6 +254,7 @@ func (s *Server) getShop(c *gin.Context) {
 		}
 		data["Items"], data["OrderIDs"] = items, ids
 	}
+	data["Account"] = s.signedAccount(c.Request) != 0
 	c.Header("Content-Type", "text/html; charset=utf-8")
 	c.Status(status)
 	if err := ui.Render(c.Writer, "shop.html", ui.Page{Title: "Shop", Node: s.cfg.Node, Data: data}); err != nil {

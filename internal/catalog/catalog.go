@@ -187,7 +187,8 @@ func (c *Cache) forget(id string) {
 }
 
 // ItemsJSON returns the catalogue as JSON, from the cache when it is valid.
-// While the cache is not listening for changes, every read goes to Postgres.
+// While the cache is not listening for changes, every read goes to Postgres;
+// when Postgres cannot be read, the last copy loaded is served.
 func (c *Cache) ItemsJSON(ctx context.Context) ([]byte, error) {
 	b, _, err := c.catalogue(ctx)
 	return b, err
@@ -212,6 +213,15 @@ func (c *Cache) catalogue(ctx context.Context) ([]byte, map[int64]surge.Item, er
 	c.Loads.Inc()
 	items, err := c.src.Items(ctx)
 	if err != nil {
+		// Postgres cannot be read: the last copy, if there is one, rather
+		// than nothing, so the products stay visible while it is down
+		// (their stock may be stale; the worker judges every order).
+		c.mu.Lock()
+		b, byID := c.itemsJSON, c.byID
+		c.mu.Unlock()
+		if b != nil {
+			return b, byID, nil
+		}
 		return nil, nil, err
 	}
 	if items == nil {

@@ -130,6 +130,32 @@ func TestHasItemAsksOncePerUnknownID(t *testing.T) {
 	}
 }
 
+// With Postgres down and the cache no longer trusted (not listening), the
+// catalogue is the last copy loaded, not an error: products stay visible
+// when the accounts (or any other part of Postgres) are down.
+func TestCatalogueSurvivesPostgresDown(t *testing.T) {
+	src := newItemSource(1, 2)
+	c := newItemCache(src, testenv.NewClock(time.Unix(1_700_000_000, 0)))
+	ctx := context.Background()
+	before, err := c.ItemsJSON(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.down.Store(true)
+	c.Invalidate()
+	got, err := c.ItemsJSON(ctx)
+	if err != nil || string(got) != string(before) {
+		t.Fatalf("with Postgres down: %s, %v; want the last copy %s", got, err, before)
+	}
+	if it, ok, err := c.Item(ctx, 2); err != nil || !ok || it.ID != 2 {
+		t.Fatalf("item 2 with Postgres down: %+v %v %v", it, ok, err)
+	}
+	// A cache that never loaded has nothing to show.
+	if _, err := newItemCache(src, testenv.NewClock(time.Now())).ItemsJSON(ctx); surge.ErrorCode(err) != surge.EUNAVAILABLE {
+		t.Fatalf("a cache that never loaded, Postgres down: %v, want EUNAVAILABLE", err)
+	}
+}
+
 // Concurrent requests for one unknown id share one query.
 func TestHasItemConcurrentMissesShareOneQuery(t *testing.T) {
 	src := newItemSource()

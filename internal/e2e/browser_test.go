@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -272,9 +273,69 @@ func TestBrowserJourney(t *testing.T) {
 	}
 	screenshot(t, ctx, dir, "order-rejected.png")
 
-	// 8. A cart: the last mug and three pens from the shop, the pens cut to
+	// 8. Accounts: sign up from the shop's header (a short password is
+	// refused inline first), log in, buy the last one while logged in,
+	// find the order in "my orders", log out.
+	noValidate := chromedp.Evaluate[chromedp.Void](`document.querySelector("form.form").noValidate = true; undefined`)
+	do(t, ctx,
+		chromedp.Navigate(c.URL+"/shop"),
+		chromedp.WaitVisible(chromedp.CSS("#signup-link")),
+		chromedp.Click(chromedp.CSS("#signup-link")),
+		chromedp.WaitVisible(chromedp.CSS("#signup #name")),
+		chromedp.SetValue(chromedp.CSS("#name"), "Browser buyer"),
+		chromedp.SetValue(chromedp.CSS("#email"), "buyer@example.com"),
+		chromedp.SetValue(chromedp.CSS("#password"), "short"),
+		noValidate,
+		chromedp.Submit(chromedp.CSS("#name")),
+		chromedp.WaitVisible(chromedp.CSS("#password-error")),
+	)
+	checkNode(t, ctx, "sign-up page", isWeb)
+	screenshot(t, ctx, dir, "signup-error.png")
+	do(t, ctx,
+		chromedp.SetValue(chromedp.CSS("#password"), "a long enough password"),
+		chromedp.Submit(chromedp.CSS("#name")),
+		chromedp.WaitVisible(chromedp.CSS("#login #email")),
+		chromedp.SetValue(chromedp.CSS("#email"), "Buyer@Example.com"),
+		chromedp.SetValue(chromedp.CSS("#password"), "a long enough password"),
+		chromedp.Submit(chromedp.CSS("#email")),
+		chromedp.WaitVisible(chromedp.CSS("#my-orders-link")), // back on the shop, logged in
+	)
+	if s := buy("1"); !strings.Contains(s, "Confirmed") {
+		t.Fatalf("logged-in order status %q, want confirmed", s)
+	}
+	orderPath, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.pathname`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orderID := strings.TrimPrefix(orderPath, "/orders/")
+	do(t, ctx,
+		chromedp.Navigate(c.URL+"/shop"),
+		chromedp.WaitVisible(chromedp.CSS("#my-orders-link")),
+		chromedp.Click(chromedp.CSS("#my-orders-link")),
+		chromedp.WaitVisible(chromedp.CSS("#my-orders")),
+	)
+	row := text(t, ctx, "#my-orders tbody tr")
+	if !strings.Contains(row, orderID) || !strings.Contains(row, "confirmed") {
+		t.Fatalf("my orders' newest row %q, want order %s confirmed", row, orderID)
+	}
+	checkNode(t, ctx, "my orders page", isWeb)
+	screenshot(t, ctx, dir, "my-orders.png")
+	do(t, ctx,
+		chromedp.Click(chromedp.CSS("#logout")),
+		chromedp.WaitVisible(chromedp.CSS("#choice-cats")), // the vote page
+		chromedp.Navigate(c.URL+"/my-orders"),
+		chromedp.WaitVisible(chromedp.CSS("#login #email")), // logged out: the login page
+	)
+
+	// 9. The mug restocked by one; a cart: the last mug and three pens from the shop, the pens cut to
 	// two on the cart page, checked out as one order: confirmed whole, with
 	// its lines and total.
+	if status, _ := adminPost(t, c, "/admin/api/items", map[string]any{"name": "Browser mug", "quantity": 1}); status != http.StatusOK {
+		t.Fatalf("restock the mug: %d", status)
+	}
+	mugID, _ := strconv.ParseInt(itemID, 10, 64)
+	waitQuantity(t, c.URL, mugID, 1)
+	waitQuantity(t, c.URL, mugID, 1) // the other frontend
 	status, pen := adminPost(t, c, "/admin/api/items", map[string]any{"name": "Browser pen", "quantity": 10, "price": "1.25", "topic": "stationery", "description": "Writes in blue ink."})
 	if status != http.StatusCreated {
 		t.Fatalf("add the pen: %d", status)
@@ -348,7 +409,7 @@ func TestBrowserJourney(t *testing.T) {
 	screenshot(t, ctx, dir, "cart-confirmed.png")
 	waitQuantity(t, c.URL, pen.ID, 8)
 
-	// 9. A cart the stock cannot cover whole (the mug is sold out now) is
+	// 10. A cart the stock cannot cover whole (the mug is sold out now) is
 	// rejected whole: the line at fault is named and no pen is taken.
 	do(t, ctx,
 		chromedp.Navigate(c.URL+"/cart"),

@@ -94,3 +94,13 @@ func peerAddr(r *http.Request) (netip.Addr, bool) {
 func PrivateProxies() []string {
 	return []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
 }
+
+// Secure reports whether r reached us over TLS, directly or at a trusted
+// proxy that says so (X-Forwarded-Proto: https), or force is set: whether
+// a cookie set in answer gets the Secure flag.
+func Secure(r *http.Request, trusted Proxies, force bool) bool {
+	if force || r.TLS != nil {
+		return true
+	}
+	return r.Header.Get("X-Forwarded-Proto") == "https" && trusted.Trusts(r)
+}

@@ -25,6 +25,8 @@ func StatusOf(err error) int {
 	switch surge.ErrorCode(err) {
 	case surge.EINVALID:
 		return http.StatusBadRequest
+	case surge.EUNAUTHORIZED:
+		return http.StatusUnauthorized
 	case surge.ENOTFOUND:
 		return http.StatusNotFound
 	case surge.ECONFLICT:

@@ -165,8 +165,8 @@ func (db *DB) EnsurePolls(ctx context.Context, polls []surge.Poll) error {
 	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		for _, p := range polls {
 			if _, err := tx.Exec(ctx,
-				`INSERT INTO polls (id, title, opens_at, closes_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING`,
-				p.ID, p.Title, p.OpensAt, p.ClosesAt); err != nil {
+				`INSERT INTO polls (id, title, opens_at, closes_at, accounts_only) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`,
+				p.ID, p.Title, p.OpensAt, p.ClosesAt, p.AccountsOnly); err != nil {
 				return fmt.Errorf("ensure poll %s: %w", p.ID, err)
 			}
 			for i, o := range p.Options {
@@ -189,7 +189,7 @@ func (db *DB) EnsurePolls(ctx context.Context, polls []surge.Poll) error {
 // Polls returns every stored poll with its options in order.
 func (db *DB) Polls(ctx context.Context) ([]surge.Poll, error) {
 	rows, err := db.Pool.Query(ctx, `
-		SELECT p.id, p.title, array_agg(o.option ORDER BY o.position, o.option), p.opens_at, p.closes_at
+		SELECT p.id, p.title, array_agg(o.option ORDER BY o.position, o.option), p.opens_at, p.closes_at, p.accounts_only
 		FROM polls p JOIN poll_options o ON o.poll = p.id
 		GROUP BY p.id ORDER BY p.id`)
 	if err != nil {
@@ -197,7 +197,7 @@ func (db *DB) Polls(ctx context.Context) ([]surge.Poll, error) {
 	}
 	polls, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (surge.Poll, error) {
 		var p surge.Poll
-		err := r.Scan(&p.ID, &p.Title, &p.Options, &p.OpensAt, &p.ClosesAt)
+		err := r.Scan(&p.ID, &p.Title, &p.Options, &p.OpensAt, &p.ClosesAt, &p.AccountsOnly)
 		return p.UTC(), err
 	})
 	if err != nil {

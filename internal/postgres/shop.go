@@ -173,8 +173,8 @@ func (db *DB) CreatePoll(ctx context.Context, p surge.Poll) error {
 		return err
 	}
 	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO polls (id, title, opens_at, closes_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING`,
-			p.ID, p.Title, p.OpensAt, p.ClosesAt)
+		tag, err := tx.Exec(ctx, `INSERT INTO polls (id, title, opens_at, closes_at, accounts_only) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (id) DO NOTHING`, p.ID, p.Title, p.OpensAt, p.ClosesAt, p.AccountsOnly)
 		if err != nil {
 			return err
 		}
@@ -281,14 +281,15 @@ func applyOrders(ctx context.Context, tx pgx.Tx, orders []surge.Order) ([]surge.
 			at[i] = &sorted[i].At
 		}
 	}
+	accounts := orderAccounts(sorted)
 	// 1. Claim the ids. A concurrent claim of the same id waits for us.
 	rows, err := tx.Query(ctx, `
-		INSERT INTO orders (id, item_id, quantity, status, node, ordered_at)
-		SELECT id, item, qty, 'pending', node, at
-		FROM unnest($1::text[], $2::bigint[], $3::int[], $4::text[], $5::timestamptz[]) AS t(id, item, qty, node, at)
+		INSERT INTO orders (id, item_id, quantity, status, node, ordered_at, account_id)
+		SELECT id, item, qty, 'pending', node, at, account
+		FROM unnest($1::text[], $2::bigint[], $3::int[], $4::text[], $5::timestamptz[], $6::bigint[]) AS t(id, item, qty, node, at, account)
 		ORDER BY id
 		ON CONFLICT (id) DO NOTHING
-		RETURNING id`, ids, items, qty, nodes, at)
+		RETURNING id`, ids, items, qty, nodes, at, accounts)
 	if err != nil {
 		return nil, fmt.Errorf("claim orders: %w", err)
 	}
@@ -399,6 +400,17 @@ func (r *orderLineRows) add(o surge.Order, d surge.Decision, prices map[int64]in
 		}
 		r.price, r.reason = append(r.price, price), append(r.reason, reason)
 	}
+}
+
+// orderAccounts is each order's buyer, NULL for an anonymous order.
+func orderAccounts(orders []surge.Order) []*int64 {
+	accounts := make([]*int64, len(orders))
+	for i := range orders {
+		if orders[i].Account != 0 {
+			accounts[i] = &orders[i].Account
+		}
+	}
+	return accounts
 }
 
 // orderConflicts finds the entries whose id belongs to an order with other
@@ -516,9 +528,9 @@ func (db *DB) ClosePoll(ctx context.Context, id string, at time.Time) (surge.Pol
 				-- a poll closed before it opened never opens
 				opens_at = CASE WHEN opens_at >= least(coalesce(closes_at, $2), $2) THEN NULL ELSE opens_at END
 			WHERE id = $1
-			RETURNING id, title, opens_at, closes_at,
+			RETURNING id, title, opens_at, closes_at, accounts_only,
 				(SELECT array_agg(option ORDER BY position, option) FROM poll_options WHERE poll = $1)`, id, at).
-			Scan(&p.ID, &p.Title, &p.OpensAt, &p.ClosesAt, &p.Options)
+			Scan(&p.ID, &p.Title, &p.OpensAt, &p.ClosesAt, &p.AccountsOnly, &p.Options)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return surge.Errorf(surge.ENOTFOUND, "unknown poll %q", id)
 		}

@@ -20,8 +20,10 @@ const (
 // `XRANGE` shows entries as they are:
 //
 //	vote:  kind id poll choice voter version node at
-//	order: kind id item quantity node at        (one line, as before carts)
-//	order: kind id lines node at                (lines "item:quantity,…")
+//	order: kind id item quantity node at [account]  (one line, as before carts)
+//	order: kind id lines node at [account]          (lines "item:quantity,…")
+//
+// account is the buyer's id, only if logged in.
 //
 // A one-line order is written in the first form, so workers of the release
 // before carts still read it during a rolling update.
@@ -37,6 +39,7 @@ const (
 	FieldLines    = "lines"
 	FieldNode     = "node"
 	FieldAt       = "at"
+	FieldAccount  = "account" // an order's buyer, only if logged in
 	// FieldData holds the whole payload as JSON in entries written by
 	// releases before flat entries; workers still read them, so a rolling
 	// update loses nothing that was queued.
@@ -51,12 +54,18 @@ func EncodeVote(v Vote) []any {
 
 // EncodeOrder returns the stream fields of an order entry.
 func EncodeOrder(o Order) []any {
+	var fields []any
 	if len(o.Lines) == 1 {
-		return []any{FieldKind, KindOrder, FieldID, o.ID, FieldItem, strconv.FormatInt(o.Lines[0].Item, 10),
+		fields = []any{FieldKind, KindOrder, FieldID, o.ID, FieldItem, strconv.FormatInt(o.Lines[0].Item, 10),
 			FieldQuantity, strconv.Itoa(o.Lines[0].Quantity), FieldNode, o.Node, FieldAt, formatMicros(o.At)}
+	} else {
+		fields = []any{FieldKind, KindOrder, FieldID, o.ID, FieldLines, FormatLines(o.Lines),
+			FieldNode, o.Node, FieldAt, formatMicros(o.At)}
 	}
-	return []any{FieldKind, KindOrder, FieldID, o.ID, FieldLines, FormatLines(o.Lines),
-		FieldNode, o.Node, FieldAt, formatMicros(o.At)}
+	if o.Account != 0 {
+		fields = append(fields, FieldAccount, strconv.FormatInt(o.Account, 10))
+	}
+	return fields
 }
 
 func formatMicros(t time.Time) string {
@@ -106,6 +115,9 @@ func DecodeEntry(streamID string, fields map[string]any) (Entry, error) {
 				f.fail(FieldQuantity)
 			}
 			o.Lines = []OrderLine{l}
+		}
+		if _, ok := fields[FieldAccount]; ok { // absent: anonymous
+			o.Account = f.int(FieldAccount)
 		}
 		if err := cmp.Or(f.err, o.Validate()); err != nil {
 			return e, fmt.Errorf("decode order entry %s: %w", streamID, err)

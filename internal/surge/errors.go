@@ -10,14 +10,15 @@ import (
 
 // Error codes. They are mapped to HTTP status in one place (internal/httpx).
 const (
-	EINVALID     = "invalid"      // the request is malformed or names something that does not exist
-	ENOTFOUND    = "not_found"    // the thing asked for does not exist
-	ECONFLICT    = "conflict"     // the thing to create already exists, or the request clashes with what exists (an order_id taken by another order)
-	ETOOLARGE    = "too_large"    // the body is over the limit
-	EUNSUPPORTED = "unsupported"  // the body's content type is not one we read
-	EUNAVAILABLE = "unavailable"  // a dependency (the local queue, the database) is down
-	ERATELIMIT   = "rate_limited" // too many requests from this client; retry later
-	EINTERNAL    = "internal"     // anything else
+	EINVALID      = "invalid"      // the request is malformed or names something that does not exist
+	EUNAUTHORIZED = "unauthorized" // no valid session, or wrong credentials
+	ENOTFOUND     = "not_found"    // the thing asked for does not exist
+	ECONFLICT     = "conflict"     // the thing to create already exists, or the request clashes with what exists (an order_id taken by another order)
+	ETOOLARGE     = "too_large"    // the body is over the limit
+	EUNSUPPORTED  = "unsupported"  // the body's content type is not one we read
+	EUNAVAILABLE  = "unavailable"  // a dependency (the local queue, the database) is down
+	ERATELIMIT    = "rate_limited" // too many requests from this client; retry later
+	EINTERNAL     = "internal"     // anything else
 )
 
 // Error is a domain error with a code and a message safe to show a client.

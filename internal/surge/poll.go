@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -23,7 +24,14 @@ type Poll struct {
 	// The time a vote was captured decides, never the time it is counted.
 	OpensAt  *time.Time `json:"opens_at,omitempty" mapstructure:"opens_at"`
 	ClosesAt *time.Time `json:"closes_at,omitempty" mapstructure:"closes_at"`
+	// AccountsOnly polls take votes from logged-in accounts only, one
+	// vote per account (voter AccountVoter(id)), whatever cookies the
+	// browser holds.
+	AccountsOnly bool `json:"accounts_only,omitempty" mapstructure:"accounts_only"`
 }
+
+// AccountVoter is the voter id of an account in accounts-only polls.
+func AccountVoter(account int64) string { return "acct-" + strconv.FormatInt(account, 10) }
 
 // Poll states, as Poll.State reports them.
 const (

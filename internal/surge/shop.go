@@ -210,6 +210,9 @@ type Order struct {
 	Lines []OrderLine `json:"lines"`
 	Node  string      `json:"node"`
 	At    time.Time   `json:"at"`
+	// Account is the logged-in buyer's account id; 0 for an anonymous
+	// order (and every entry queued before accounts).
+	Account int64 `json:"account,omitempty"`
 }
 
 var orderIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
@@ -223,6 +226,9 @@ func ValidOrderID(s string) bool { return orderIDPattern.MatchString(s) }
 func (o Order) Validate() error {
 	if !ValidOrderID(o.ID) {
 		return Errorf(EINVALID, "order_id must be 1-64 letters, digits or . _ : -")
+	}
+	if o.Account < 0 {
+		return Errorf(EINVALID, "account must be a positive account id")
 	}
 	return ValidateLines(o.Lines)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -363,6 +364,8 @@ func TestDecodeEntryPoison(t *testing.T) {
 		{"cart: 21 lines", cart(strings.Repeat("1:1,", 20) + "1:1"), KindOrder, `field "lines"`, EINTERNAL},
 		{"cart: malformed", cart("1:1,2"), KindOrder, `field "lines"`, EINTERNAL},
 		{"cart: empty", cart(""), KindOrder, `field "lines"`, EINTERNAL},
+		{"flat order: account not a number", order(func(m map[string]any) { m[FieldAccount] = "ada" }), KindOrder, `field "account"`, EINTERNAL},
+		{"flat order: account negative", order(func(m map[string]any) { m[FieldAccount] = "-1" }), KindOrder, "account must be", EINVALID},
 		{"flat order: unknown kind", order(func(m map[string]any) { m[FieldKind] = "refund" }), "refund", `unknown kind "refund"`, EINTERNAL},
 	}
 	for _, tt := range tests {
@@ -473,5 +476,28 @@ func TestErrorStringAndUnwrap(t *testing.T) {
 	var e *Error
 	if !errors.As(fmt.Errorf("w: %w", plain), &e) || e != plain {
 		t.Fatalf("errors.As did not find the *Error")
+	}
+}
+
+// An order's buyer travels in its entry; an anonymous order's entry is as
+// before accounts: no account field.
+func TestOrderAccountInEntry(t *testing.T) {
+	anonymous := Order{ID: "k-1", Lines: []OrderLine{{Item: 1<<63 - 1, Quantity: MaxOrderQuantity}}, Node: "web-2", At: time.UnixMicro(1_767_323_045_123_456).UTC()}
+	mine := anonymous
+	mine.Account = 42
+	cart := mine
+	cart.Lines = []OrderLine{{Item: 7, Quantity: 1}, {Item: 1, Quantity: 2}}
+	for _, o := range []Order{anonymous, mine, cart} {
+		fields := EncodeOrder(o)
+		e, err := DecodeEntry("2-0", fieldsOf(t, fields))
+		if err != nil {
+			t.Fatalf("DecodeEntry: %v", err)
+		}
+		if e.Order == nil || e.Order.Account != o.Account || !slices.Equal(e.Order.Lines, o.Lines) {
+			t.Fatalf("entry = %+v (order %+v), want order %+v", e, e.Order, o)
+		}
+		if has := slices.Contains(fields, any(FieldAccount)); has != (o.Account != 0) {
+			t.Fatalf("account %d: entry %v", o.Account, fields)
+		}
 	}
 }

@@ -9,14 +9,13 @@
 package voter
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"strconv"
 	"strings"
+
+	"github.com/surge-vote/surge/internal/signed"
 )
 
 // CookieName is the name of the voter cookie.
@@ -34,21 +33,21 @@ type Identity struct {
 
 // Signer signs and verifies voter cookies.
 type Signer struct {
-	keys [][]byte
+	signed *signed.Signer
 }
 
 // NewSigner returns a Signer. keys[0] signs; every key verifies.
 func NewSigner(keys [][]byte) (*Signer, error) {
-	if len(keys) == 0 {
-		return nil, errors.New("voter signer: no keys")
+	s, err := signed.New("", keys) // no label: the cookies signed before the label existed stay valid
+	if err != nil {
+		return nil, errors.New("voter signer: " + err.Error())
 	}
-	for i, k := range keys {
-		if len(k) < 16 {
-			return nil, errors.New("voter signer: key " + strconv.Itoa(i) + " is shorter than 16 bytes")
-		}
-	}
-	return &Signer{keys: keys}, nil
+	return &Signer{signed: s}, nil
 }
+
+// Keys returns the signing keys, first the one that signs: other signed
+// cookies of the frontend (the session cookie) use the same keys.
+func (s *Signer) Keys() [][]byte { return s.signed.Keys() }
 
 // NewIdentity returns a fresh voter with a random id.
 func NewIdentity() Identity {
@@ -59,33 +58,12 @@ func NewIdentity() Identity {
 
 // Sign returns the cookie value for id.
 func (s *Signer) Sign(id Identity) string {
-	payload := "v1." + id.ID + "." + strconv.FormatInt(id.Version, 10)
-	return payload + "." + base64.RawURLEncoding.EncodeToString(mac(s.keys[0], payload))
+	return s.signed.Sign("v1." + id.ID + "." + strconv.FormatInt(id.Version, 10))
 }
 
 // Verify parses a cookie value and checks its signature against every key.
 func (s *Signer) Verify(value string) (Identity, error) {
-	if len(value) > 200 {
-		return Identity{}, ErrInvalid
-	}
-	i := strings.LastIndexByte(value, '.')
-	if i < 0 {
-		return Identity{}, ErrInvalid
-	}
-	payload, sig64 := value[:i], value[i+1:]
-	sig, err := base64.RawURLEncoding.DecodeString(sig64)
-	// Only the exact encoding Sign writes: the decoder would also skip
-	// newlines and ignore stray trailing bits.
-	if err != nil || base64.RawURLEncoding.EncodeToString(sig) != sig64 {
-		return Identity{}, ErrInvalid
-	}
-	ok := false
-	for _, k := range s.keys {
-		if hmac.Equal(sig, mac(k, payload)) {
-			ok = true
-			break
-		}
-	}
+	payload, ok := s.signed.Open(value, 200)
 	if !ok {
 		return Identity{}, ErrInvalid
 	}
@@ -98,12 +76,6 @@ func (s *Signer) Verify(value string) (Identity, error) {
 		return Identity{}, ErrInvalid
 	}
 	return Identity{ID: parts[1], Version: version}, nil
-}
-
-func mac(key []byte, payload string) []byte {
-	h := hmac.New(sha256.New, key)
-	h.Write([]byte(payload))
-	return h.Sum(nil)
 }
 
 func validID(s string) bool {

@@ -201,7 +201,7 @@ func CheckBodyAccepted(t *testing.T, contentType string, body []byte, form url.V
 }
 
 // BodySeeds adds the inputs shared by the decoder fuzz targets: votes,
-// orders, items and polls, as JSON and forms, well-formed or not.
+// orders, items, polls, sign-ups and logins, as JSON and forms, well-formed or not.
 func BodySeeds(f *testing.F) {
 	deep := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
 	for _, s := range []struct{ ct, body string }{
@@ -225,6 +225,9 @@ func BodySeeds(f *testing.F) {
 		{httpx.ContentJSON, `{"name":"Mug","quantity":3,"price":"12.50"}`},
 		{httpx.ContentJSON, `{"name":"Mug","quantity":3,"price":12.5,"extra":1}`},
 		{httpx.ContentJSON, `{"id":"tea","title":"Tea?","options":["yes","no"]}`},
+		{httpx.ContentJSON, `{"name":"Ada","email":"ada@example.com","password":"correct horse battery"}`},
+		{httpx.ContentJSON, `{"email":"Ada@Example.com","password":"x","Password":"y"}`},
+		{httpx.ContentJSON, `{"name":"A","email":"Ada <ada@example.com>","password":"` + strings.Repeat("p", 73) + `"}`},
 		{"application/json; charset=utf-8", `{"choice":"cats"}`},
 		{"Application/JSON", `{"choice":"cats"}`},
 		{"application/json; charset", `{"choice":"cats"}`},
@@ -242,6 +245,8 @@ func BodySeeds(f *testing.F) {
 		{httpx.ContentForm, "item=1&quantity=2&item=7&quantity=1"},
 		{httpx.ContentForm, "name=Mug&quantity=1&price=9.9"},
 		{httpx.ContentForm, "id=fruit&title=Fruit&options=apple,+pear"},
+		{httpx.ContentForm, "name=Ada&email=ada%40example.com&password=correct+horse+battery"},
+		{httpx.ContentForm, "email=ada%40example.com&email=bob%40example.com&password=%00%00%00%00%00%00%00%00%00%00"},
 		{httpx.ContentForm, "choice=" + strings.Repeat("a", BodyLimit)},
 	} {
 		f.Add(s.ct, []byte(s.body))

@@ -1,4 +1,4 @@
-package admin
+package lockout
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 // and a key is still locked out while it lasts.
 func TestLockoutTableIsBounded(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	l := newLockout(5, time.Minute, func() time.Time { return now })
+	l := New(5, time.Minute, func() time.Time { return now })
 	for range 5 {
 		l.Fail("203.0.113.1")
 	}
@@ -23,8 +23,8 @@ func TestLockoutTableIsBounded(t *testing.T) {
 			l.Locked("203.0.113.1") // the locked-out client keeps trying
 		}
 	}
-	if n := l.Len(); n > lockoutClients {
-		t.Fatalf("%d keys after a flood of 100,000 distinct ones; the cap is %d", n, lockoutClients)
+	if n := l.Len(); n > MaxKeys {
+		t.Fatalf("%d keys after a flood of 100,000 distinct ones; the cap is %d", n, MaxKeys)
 	}
 	if l.Locked("203.0.113.1") == 0 {
 		t.Fatal("a client that kept trying was forgotten during the flood")
@@ -34,7 +34,7 @@ func TestLockoutTableIsBounded(t *testing.T) {
 // Failures older than the window stop counting.
 func TestLockoutWindow(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	l := newLockout(3, time.Minute, func() time.Time { return now })
+	l := New(3, time.Minute, func() time.Time { return now })
 	tests := []struct {
 		advance time.Duration
 		fail    bool

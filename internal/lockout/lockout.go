@@ -1,4 +1,7 @@
-package admin
+// Package lockout refuses a client after too many failed logins within a
+// window, for that window: the brake on password guessing that admin and
+// accounts share.
+package lockout
 
 import (
 	"sync"
@@ -7,16 +10,16 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 )
 
-// lockoutClients bounds the failure table: past it, the least recently
+// MaxKeys bounds the failure table: past it, the least recently
 // seen client is forgotten. A few MB at most, whatever a flood of distinct
 // addresses sends.
-const lockoutClients = 10_000
+const MaxKeys = 10_000
 
-// lockout refuses a key after too many failures within a window, for that
-// window: a brake on guessing admin passwords. Each key's record expires a
+// Lockout refuses a key after too many failures within a window, for that
+// window: a brake on guessing passwords. Each key's record expires a
 // window after its last failure, and the table holds at most
-// lockoutClients keys.
-type lockout struct {
+// MaxKeys keys.
+type Lockout struct {
 	mu       sync.Mutex // a failure is read, then written
 	max      int
 	window   time.Duration
@@ -24,15 +27,17 @@ type lockout struct {
 	now      func() time.Time
 }
 
-func newLockout(maxFailures int, window time.Duration, now func() time.Time) *lockout {
-	return &lockout{max: maxFailures, window: window, now: now,
-		failures: expirable.NewLRU[string, []time.Time](lockoutClients, nil, window)}
+// New returns a Lockout that refuses a key after maxFailures failures
+// within window (0 failures: never).
+func New(maxFailures int, window time.Duration, now func() time.Time) *Lockout {
+	return &Lockout{max: maxFailures, window: window, now: now,
+		failures: expirable.NewLRU[string, []time.Time](MaxKeys, nil, window)}
 }
 
 // Locked reports how much longer key stays locked out for failing too often
 // lately: 0 if it is not. The lock ends when enough of its failures have
 // left the window for fewer than max to remain.
-func (l *lockout) Locked(key string) time.Duration {
+func (l *Lockout) Locked(key string) time.Duration {
 	if l.max <= 0 {
 		return 0
 	}
@@ -47,7 +52,7 @@ func (l *lockout) Locked(key string) time.Duration {
 }
 
 // Fail records a failure of key.
-func (l *lockout) Fail(key string) {
+func (l *Lockout) Fail(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -56,10 +61,10 @@ func (l *lockout) Fail(key string) {
 }
 
 // Len is how many keys the table holds.
-func (l *lockout) Len() int { return l.failures.Len() }
+func (l *Lockout) Len() int { return l.failures.Len() }
 
 // recent returns key's failures within the window, oldest first.
-func (l *lockout) recent(key string, now time.Time) []time.Time {
+func (l *Lockout) recent(key string, now time.Time) []time.Time {
 	all, _ := l.failures.Get(key)
 	cutoff := now.Add(-l.window)
 	for i, t := range all {
