@@ -333,7 +333,7 @@ func TestLabelsFollowTheVolume(t *testing.T) {
 		exit:    3,
 	}, {
 		name:    "every slot held",
-		nodes:   "s1 ready shard.1 surge.shard.1\ns2 ready shard.2 -\npg ready postgres surge.postgres\nm1 ready - -\n",
+		nodes:   "s1 ready shard.1 surge.shard.1\ns2 ready shard.2 -\ns3 ready shard.3 surge.shard.3\npg ready postgres surge.postgres\nm1 ready - -\n",
 		changes: []string{"node update --label-add surge.shard.2=true s2"},
 		exit:    0,
 	}} {

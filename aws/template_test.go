@@ -121,7 +121,7 @@ func TestParameters(t *testing.T) {
 		"ImageId": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>", "KeyName": "String", "SSHCidr": "String",
 		"VpcCidr": "String", "CertificateArn": "String", "SurgeImage": "String", "SurgeTag": "String",
 		"RepoUrl": "String", "RepoRef": "String", "ShardVolumeSize": "Number", "PostgresVolumeSize": "Number",
-		"Shard1Snapshot": "String", "Shard2Snapshot": "String", "PostgresSnapshot": "String",
+		"Shard1Snapshot": "String", "Shard2Snapshot": "String", "Shard3Snapshot": "String", "PostgresSnapshot": "String",
 	}
 	var got []string
 	for name, p := range tp.Parameters {

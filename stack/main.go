@@ -1,7 +1,7 @@
 // Command stack runs surge locally, renders its deployment, and tells how a
 // running one is doing.
 //
-//	go run ./stack run --port 8080 --shards 2 --workers 2
+//	go run ./stack run --port 8080 --shards 3 --workers 2
 //	go run ./stack status
 package main
 

@@ -14,7 +14,7 @@ import (
 )
 
 func runCommand(getenv func(string) string) *cobra.Command {
-	opt := launcher.Options{Dir: ".surge", Shards: 2, Workers: 2, Port: 8080}
+	opt := launcher.Options{Dir: ".surge", Shards: 3, Workers: 2, Port: 8080}
 	if p, err := strconv.Atoi(getenv("PORT")); err == nil {
 		opt.Port = p
 	}

@@ -110,6 +110,16 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"admin with a short password", map[string]string{"SURGE_MODE": "admin", "SURGE_ADMIN_PASSWORD": "short", "SURGE_POSTGRES_URL": "postgres://nowhere/x"}, nil, "admin_password"},
 		{"admin with a missing password file", map[string]string{"SURGE_MODE": "admin", "SURGE_ADMIN_PASSWORD_FILE": "/nonexistent/admin.password"}, nil, "SURGE_ADMIN_PASSWORD_FILE"},
 		{"admin without postgres", map[string]string{"SURGE_ADMIN_PASSWORD": password}, []string{"--mode", "admin"}, "postgres.url"},
+		{"copies over the shards", map[string]string{"SURGE_COOKIE_KEYS": "test-key-0123456789abcdef", "SURGE_COPIES": "2"}, nil, "copies = 2"},
+		{"three copies of two shards", map[string]string{"SURGE_COOKIE_KEYS": "test-key-0123456789abcdef", "SURGE_SHARDS": "127.0.0.1:1,127.0.0.1:2", "SURGE_SHARD": "1", "SURGE_COPIES": "3"}, nil, "copies = 3"},
+		{"negative copies", map[string]string{"SURGE_COOKIE_KEYS": "test-key-0123456789abcdef", "SURGE_COPIES": "-1"}, nil, "copies = -1"},
+		{"own shard past the list", map[string]string{"SURGE_COOKIE_KEYS": "test-key-0123456789abcdef", "SURGE_SHARDS": "127.0.0.1:1,127.0.0.1:2", "SURGE_SHARD": "3"}, nil, "own shard 3"},
+		{"negative own shard", map[string]string{"SURGE_COOKIE_KEYS": "test-key-0123456789abcdef", "SURGE_SHARDS": "127.0.0.1:1", "SURGE_SHARD": "-1"}, nil, "shard = -1"},
+		{"own shard without a list", map[string]string{"SURGE_COOKIE_KEYS": "test-key-0123456789abcdef", "SURGE_SHARD": "2"}, nil, "shard = 2"},
+		{"own shard neither named nor found", map[string]string{"SURGE_COOKIE_KEYS": "test-key-0123456789abcdef", "SURGE_SHARDS": "127.0.0.1:1,127.0.0.1:2"}, nil, "set shard"},
+		{"a shard listed twice", map[string]string{"SURGE_COOKIE_KEYS": "test-key-0123456789abcdef", "SURGE_SHARDS": "127.0.0.1:1,127.0.0.1:1", "SURGE_SHARD": "1"}, nil, "each shard's address once"},
+		{"an empty shard address", map[string]string{"SURGE_COOKIE_KEYS": "test-key-0123456789abcdef", "SURGE_SHARDS": "127.0.0.1:1,", "SURGE_SHARD": "1"}, nil, "none empty"},
+		{"copies not a number", map[string]string{"SURGE_COOKIE_KEYS": "test-key-0123456789abcdef", "SURGE_COPIES": "two"}, nil, "copies"},
 		{"admin refuses capture's flags", map[string]string{"SURGE_ADMIN_PASSWORD": password}, []string{"--mode", "admin", "--redis.addr", "127.0.0.1:1"}, "redis.addr"},
 	}
 	for _, tt := range tests {

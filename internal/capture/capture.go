@@ -1,7 +1,8 @@
 // Package capture is the public web frontend: it takes votes and orders over
-// HTTP and appends them to its own shard's Redis stream, answering 202 only
-// once the entry is durable there, and serves the vote pages, the shop and
-// the catalogue. The admin service is package admin.
+// HTTP and appends each to the streams of `copies` shards (package copies),
+// answering 202 only once the entry is durable on every one of them, and
+// serves the vote pages, the shop and the catalogue. The admin service is
+// package admin.
 package capture
 
 import (
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 
 	"github.com/surge-vote/surge/internal/accounts"
 	"github.com/surge-vote/surge/internal/catalog"
+	"github.com/surge-vote/surge/internal/copies"
 	"github.com/surge-vote/surge/internal/httpx"
 	"github.com/surge-vote/surge/internal/postgres"
 	"github.com/surge-vote/surge/internal/redis"
@@ -38,10 +41,18 @@ type Config struct {
 	VoterBurst  int             `mapstructure:"voter_burst"`
 	// TrustedProxies may set X-Forwarded-For and X-Forwarded-Proto: HAProxy's
 	// addresses, no more (a client there could write them too).
-	TrustedProxies []string      `mapstructure:"trusted_proxies"`
-	Listen         string        `mapstructure:"listen"`
-	Node           string        `mapstructure:"node"` // shown on pages and in receipts; defaults to the hostname
-	Redis          redis.Config  `mapstructure:"redis"`
+	TrustedProxies []string     `mapstructure:"trusted_proxies"`
+	Listen         string       `mapstructure:"listen"`
+	Node           string       `mapstructure:"node"`  // shown on pages and in receipts; defaults to the hostname
+	Redis          redis.Config `mapstructure:"redis"` // this shard's Redis; password and stream hold for every shard
+	// Shards are every shard's Redis, in the workers' order; empty: the
+	// one shard at redis.addr. Shard is this frontend's own among them,
+	// from 1; 0: the one whose address is redis.addr.
+	Shards []string `mapstructure:"shards"`
+	Shard  int      `mapstructure:"shard"`
+	// Copies is how many shards hold an entry before its 202; 0: 2 with
+	// several shards, 1 with one (a one-node install).
+	Copies         int           `mapstructure:"copies"`
 	RequireDurable bool          `mapstructure:"require_durable"` // refuse a Redis without appendfsync always
 	CookieKeys     []string      `mapstructure:"cookie_keys"`     // secret; the first signs, all verify
 	CookieSecure   bool          `mapstructure:"cookie_secure"`   // set behind TLS
@@ -93,13 +104,15 @@ func DefaultConfig() Config {
 	}
 }
 
-// Queue is this shard's stream: an entry is durable there once an append
-// returns (redis.Producer, with the shard's client for health).
+// Queue is where entries go: an entry is durable there once an append
+// returns (copies.Queue, over each shard's redis.Producer).
 type Queue interface {
 	Append(ctx context.Context, fields []any) (string, error)
-	// AppendOnce appends unless key is taken on the shard: then it fails
-	// with redis.ErrDuplicate if key holds value, redis.ErrConflict if not.
+	// AppendOnce appends unless key is taken: then it fails with
+	// redis.ErrDuplicate if key holds value, redis.ErrConflict if not.
 	AppendOnce(ctx context.Context, key, value string, ttl time.Duration, fields []any) (string, error)
+	// Ping fails when the queue cannot take entries; an *httpx.Unhealthy
+	// error names what is down (or only degraded) itself.
 	Ping(ctx context.Context) error
 }
 
@@ -253,42 +266,103 @@ func New(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// redisQueue is the shard's Redis as a Queue.
-type redisQueue struct {
+// redisShard is one shard's Redis as a copies.Shard.
+type redisShard struct {
 	*redis.Producer
 	client *goredis.Client
 }
 
-func (q redisQueue) Ping(ctx context.Context) error { return q.client.Ping(ctx).Err() }
+func (q redisShard) Ping(ctx context.Context) error { return q.client.Ping(ctx).Err() }
 
-// openQueue connects to the shard's Redis, refusing one that answers and
-// is not durable if cfg.RequireDurable.
-func (s *Server) openQueue(ctx context.Context, cfg Config, batch prometheus.Histogram) error {
-	client := redis.NewClient(cfg.Redis, cfg.Collectors*2+8)
-	if cfg.RequireDurable {
-		// A Redis that is down now is fine (health says so); one that is up
-		// and not durable would make every 202 a lie.
-		// The check itself can fail before Redis is even resolvable; judge
-		// only a Redis that answers.
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := redis.CheckDurable(cctx, client)
-		if err != nil && client.Ping(cctx).Err() == nil {
-			err = redis.CheckDurable(cctx, client)
-		} else {
-			err = nil
+// Ring returns every shard's Redis address, this frontend's own (from 0)
+// and the copies each entry needs, from cfg's shards, shard, redis.addr
+// and copies.
+func (cfg Config) Ring() (addrs []string, own, n int, err error) {
+	addrs, own, n = cfg.Shards, cfg.Shard-1, cfg.Copies
+	if len(addrs) == 0 {
+		addrs = []string{cfg.Redis.Addr}
+		if cfg.Shard > 1 {
+			return nil, 0, 0, fmt.Errorf("shard = %d, but shards lists no shards (only redis.addr)", cfg.Shard)
 		}
-		cancel()
-		if err != nil {
-			client.Close()
-			return fmt.Errorf("web: %w", err)
+		own = 0
+	}
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		if a == "" || seen[a] {
+			return nil, 0, 0, fmt.Errorf("shards %q: each shard's address once, none empty", addrs)
+		}
+		seen[a] = true
+	}
+	if cfg.Shard < 0 {
+		return nil, 0, 0, fmt.Errorf("shard = %d: want the own shard's number in shards, from 1", cfg.Shard)
+	}
+	if cfg.Shard == 0 {
+		own = slices.Index(addrs, cfg.Redis.Addr)
+		if own < 0 {
+			return nil, 0, 0, fmt.Errorf("redis.addr %s is not among shards; set shard to this frontend's own one's number", cfg.Redis.Addr)
 		}
 	}
-	producer := redis.NewProducer(client, cfg.Redis.Stream, redis.ProducerOptions{
-		Collectors: cfg.Collectors, MaxBatch: cfg.MaxBatch, Window: cfg.CollectWindow, Timeout: cfg.AppendTimeout,
-		Observe: func(n int) { batch.Observe(float64(n)) },
-	})
-	s.queue = redisQueue{Producer: producer, client: client}
-	s.closers = append(s.closers, producer.Close, func() { client.Close() })
+	if n == 0 {
+		n = min(2, len(addrs))
+	}
+	if err := copies.Check(len(addrs), own, n); err != nil {
+		return nil, 0, 0, err
+	}
+	return addrs, own, n, nil
+}
+
+// openQueue connects to every shard's Redis, refusing one that answers and
+// is not durable if cfg.RequireDurable, and writes each entry to
+// cfg.Copies of them.
+func (s *Server) openQueue(ctx context.Context, cfg Config, batch prometheus.Histogram) error {
+	addrs, own, n, err := cfg.Ring()
+	if err != nil {
+		return fmt.Errorf("web: %w", err)
+	}
+	if n == 1 {
+		s.log.Warn("each entry is acknowledged with one copy: losing its shard's disk loses what was not drained yet", "copies", n)
+	}
+	shards := make([]copies.Shard, len(addrs))
+	for i, addr := range addrs {
+		rc := cfg.Redis
+		rc.Addr = addr
+		client := redis.NewClient(rc, cfg.Collectors*2+8)
+		s.closers = append(s.closers, func() { client.Close() })
+		if cfg.RequireDurable {
+			if err := checkDurable(ctx, client); err != nil {
+				s.Close()
+				return fmt.Errorf("web: shard %d: %w", i+1, err)
+			}
+		}
+		producer := redis.NewProducer(client, rc.Stream, redis.ProducerOptions{
+			Collectors: cfg.Collectors, MaxBatch: cfg.MaxBatch, Window: cfg.CollectWindow, Timeout: cfg.AppendTimeout,
+			Observe: func(n int) { batch.Observe(float64(n)) },
+		})
+		// Producers close before their clients: closers run in order.
+		s.closers = slices.Insert(s.closers, 0, producer.Close)
+		shards[i] = redisShard{Producer: producer, client: client}
+	}
+	q, err := copies.New(shards, copies.Options{Copies: n, Own: own, Logger: s.log, Metrics: copies.NewMetrics(s.reg, len(shards))})
+	if err != nil {
+		s.Close()
+		return fmt.Errorf("web: %w", err)
+	}
+	s.queue = q
+	s.closers = slices.Insert(s.closers, 0, q.Close)
+	return nil
+}
+
+// checkDurable refuses a Redis that answers and is not durable. A Redis
+// that is down now is fine (health says so); one that is up and not
+// durable would make every 202 a lie. The check itself can fail before
+// Redis is even resolvable; judge only a Redis that answers.
+func checkDurable(ctx context.Context, client *goredis.Client) error {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	err := redis.CheckDurable(cctx, client)
+	if err != nil && client.Ping(cctx).Err() == nil {
+		return redis.CheckDurable(cctx, client)
+	}
 	return nil
 }
 
@@ -584,12 +658,17 @@ func (s *Server) renderVotePage(c *gin.Context, poll surge.Poll, voted, current 
 	}
 }
 
-// health is unhealthy when the shard's Redis is unreachable, so the proxy
-// stops sending votes here, and while a frontend that has just started has
+// health is unhealthy when too few shards answer to keep the copies, so
+// the proxy stops sending votes here (degraded, naming them, when some are
+// down and enough are up), and while a frontend that has just started has
 // not yet tried to load the stored polls, whose votes it would refuse.
 func (s *Server) health(ctx context.Context) error {
 	if s.catalog != nil && !s.catalog.Ready() {
 		return httpx.Down("polls", errors.New("stored polls not loaded yet"))
 	}
-	return httpx.Down("redis", s.queue.Ping(ctx))
+	err := s.queue.Ping(ctx)
+	if _, ok := errors.AsType[*httpx.Unhealthy](err); ok {
+		return err // the queue named what is down
+	}
+	return httpx.Down("redis", err)
 }

@@ -119,12 +119,13 @@ func newOrderID(now time.Time) (string, error) {
 	return id.String(), nil
 }
 
-// postOrder queues an order like a vote: durable in the node's stream before
-// the 202. The order id is taken on the shard in the same atomic step, with
-// the order's lines, so a repeat here queues nothing and one with other
-// lines is a 409; a repeat on another shard is queued, and
-// the worker applies only the first one by id (and never one with another
-// payload).
+// postOrder queues an order like a vote: durable on every copy's shard
+// before the 202. Its copies go to the shards its id hashes to
+// (copies.Home), whichever frontend takes it, and each takes the order id
+// in the same atomic step as its append, with the order's lines: a repeat
+// anywhere queues nothing, and one with other lines is a 409. The worker
+// applies only the first order by id (and never one with another payload),
+// so the copies count once.
 func (s *Server) postOrder(c *gin.Context) {
 	o, form, err := decodeOrder(c.Request, s.cfg.MaxBody)
 	if err != nil {
@@ -149,8 +150,8 @@ func (s *Server) postOrder(c *gin.Context) {
 	state := surge.PendingState(o)
 	switch {
 	case errors.Is(err, redis.ErrDuplicate), errors.Is(err, redis.ErrConflict):
-		// The id is taken on this shard. The order applied under it, if
-		// any, decides whose it is; until then, what this shard holds.
+		// The id is taken on its shards. The order applied under it, if
+		// any, decides whose it is; until then, what those shards hold.
 		applied, ok := s.appliedOrder(ctx, o.ID)
 		switch {
 		case ok && surge.LinesPayload(applied.OrderLines()) != o.Payload(),

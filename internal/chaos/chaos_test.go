@@ -316,7 +316,9 @@ func TestChaos(t *testing.T) {
 			for i := 0; sleepUntil(time.Second, until); i++ {
 				shard := i % len(c.Redis)
 				c.Redis[shard].Kill()
-				// Its frontend must refuse votes (503), never acknowledge them.
+				// Its frontend must refuse votes (503), never acknowledge them:
+				// with two shards and two copies, one shard up cannot hold
+				// an entry's copies (every frontend refuses meanwhile).
 				for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
 					resp, err := http.Post("http://"+c.Web[shard].Addr+"/vote", "application/json", strings.NewReader(`{"choice":"cats"}`))
 					if err == nil {

@@ -141,6 +141,7 @@ func TestShardMetricsExistFromStart(t *testing.T) {
 	want := []string{
 		"surge_worker_batch_seconds{shard=2} 0",
 		"surge_worker_claimed_total{shard=2} 0",
+		"surge_worker_copies_skipped_total{shard=2} 0",
 		"surge_worker_dead_letters_total{reason=failed,shard=2} 0",
 		"surge_worker_dead_letters_total{reason=undecodable,shard=2} 0",
 		"surge_worker_dead_letters_total{reason=unknown poll or option,shard=2} 0",

@@ -53,6 +53,10 @@ type Options struct {
 	UnhealthyAfter time.Duration
 	Logger         *slog.Logger
 	Metrics        *Metrics
+	// Applied, if set, remembers the events committed by every shard of
+	// this worker, so the other copy of an entry is acknowledged without
+	// applying it again. Share one between a worker's shards.
+	Applied *Applied
 	// AfterCommit, if set, runs between the commit and the XACK. Tests use
 	// it to crash a worker at that point.
 	AfterCommit func(ids []string)
@@ -102,6 +106,9 @@ type Shard struct {
 	// may have delivered. They are replayed before the next new read
 	// rather than waiting ClaimIdle for a claim.
 	replay bool
+	// deferred are entries whose event another shard of this worker was
+	// applying: acknowledged once that commit lands, applied if it fails.
+	deferred []waiting
 
 	mu           sync.Mutex
 	failingSince time.Time // first of the Redis reads failing now; zero once one succeeds
@@ -249,6 +256,7 @@ func (s *Shard) retry(ctx context.Context, what string, f func() error) error {
 // shutdown began before the batch could be committed.
 func (s *Shard) process(ctx context.Context, msgs []redis.Message) error {
 	var batch, suspects []pending
+	var copies []string // entries whose event this worker committed from another copy
 	for _, m := range msgs {
 		if m.Values == nil { // deleted from the stream; nothing left to apply
 			s.log.Warn("pending entry no longer in stream", "id", m.ID)
@@ -261,25 +269,45 @@ func (s *Shard) process(ctx context.Context, msgs []redis.Message) error {
 			continue
 		}
 		p := pending{m, e}
+		if s.opt.Applied.has(e) {
+			copies = append(copies, m.ID)
+			continue
+		}
 		if m.Deliveries > s.opt.MaxDeliveries {
 			suspects = append(suspects, p)
 		} else {
 			batch = append(batch, p)
 		}
 	}
+	// Entries whose event another shard of this worker was applying when
+	// they came wait, unacknowledged, for that commit to land (for it,
+	// when there is nothing new to read): then they are copies to skip,
+	// or, if it failed, entries to apply here.
+	var redo []pending
+	s.deferred, redo, copies = s.opt.Applied.settle(s.deferred, len(msgs) == 0, copies)
+	batch = append(redo, batch...)
 	if len(batch) > 0 {
-		rejected, err := s.apply(ctx, batch)
-		switch {
-		case errors.Is(err, errStopped):
-			return err
-		case err != nil:
-			// A permanent failure: find the entries that cause it.
-			s.log.Warn("batch failed; applying entries one by one", "entries", len(batch), "err", err)
-			suspects = append(suspects, batch...)
-		default:
-			s.finishApplied(ctx, batch, rejected)
+		mine, waits, f := s.opt.Applied.claim(batch)
+		s.deferred = append(s.deferred, waits...)
+		if len(mine) > 0 {
+			rejected, err := s.apply(ctx, mine)
+			switch {
+			case errors.Is(err, errStopped):
+				s.opt.Applied.release(f)
+				return err
+			case err != nil:
+				// A permanent failure: find the entries that cause it.
+				s.log.Warn("batch failed; applying entries one by one", "entries", len(mine), "err", err)
+				suspects = append(suspects, mine...)
+			default:
+				// The copies are acknowledged with the batch: one XACK.
+				s.finishApplied(ctx, mine, rejected, copies...)
+				copies = nil
+			}
 		}
+		s.opt.Applied.release(f)
 	}
+	s.skip(ctx, copies)
 	for _, p := range suspects {
 		one := []pending{p}
 		rejected, err := s.apply(ctx, one)
@@ -295,14 +323,24 @@ func (s *Shard) process(ctx context.Context, msgs []redis.Message) error {
 	return nil
 }
 
+// skip acknowledges entries whose event this worker has committed from
+// another copy, without applying them again.
+func (s *Shard) skip(ctx context.Context, ids []string) {
+	if len(ids) > 0 {
+		s.opt.Metrics.CopiesSkipped.WithLabelValues(s.opt.Shard).Add(float64(len(ids)))
+		s.finish(ctx, nil, ids)
+	}
+}
+
 // pending is a decoded entry awaiting its commit.
 type pending struct {
 	msg   redis.Message
 	entry surge.Entry
 }
 
-// finishApplied dead-letters the refused votes and acknowledges the rest.
-func (s *Shard) finishApplied(ctx context.Context, batch []pending, rejected []surge.Vote) {
+// finishApplied dead-letters the refused votes and acknowledges the rest,
+// and the copies skipped with them.
+func (s *Shard) finishApplied(ctx context.Context, batch []pending, rejected []surge.Vote, copies ...string) {
 	refused := make(map[string]bool, len(rejected))
 	for _, v := range rejected {
 		refused[v.ID] = true
@@ -313,10 +351,14 @@ func (s *Shard) finishApplied(ctx context.Context, batch []pending, rejected []s
 			s.deadLetter(ctx, p.msg, reasonRefused, nil)
 			continue
 		}
+		s.opt.Applied.add(p.entry)
 		ids = append(ids, p.msg.ID)
 	}
 	s.opt.Metrics.Applied.WithLabelValues(s.opt.Shard).Add(float64(len(ids)))
-	s.finish(ctx, ids, ids)
+	if len(copies) > 0 {
+		s.opt.Metrics.CopiesSkipped.WithLabelValues(s.opt.Shard).Add(float64(len(copies)))
+	}
+	s.finish(ctx, ids, append(ids, copies...))
 }
 
 // finish runs the after-commit hook and acknowledges ids.

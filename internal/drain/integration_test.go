@@ -36,7 +36,7 @@ func setup(t *testing.T) (*launcher.Redis, *goredis.Client, *postgres.DB) {
 	return r, testenv.RedisClient(t, r), db
 }
 
-func newConsumer(t *testing.T, addr, name string) *redis.Consumer {
+func newConsumer(t testing.TB, addr, name string) *redis.Consumer {
 	c := &redis.Consumer{Client: redis.NewClient(redis.Config{Addr: addr}, 4), Stream: stream, Group: "workers", Name: name}
 	t.Cleanup(func() { c.Client.Close() })
 	if err := c.EnsureGroup(context.Background()); err != nil {

@@ -22,10 +22,13 @@ type Metrics struct {
 	// belongs to an order with other lines. An entry delivered
 	// again after a crash between commit and XACK counts again.
 	OrderConflicts *prometheus.CounterVec
-	Claimed        *prometheus.CounterVec
-	RedisErrors    *prometheus.CounterVec
-	StoreErrors    *prometheus.CounterVec
-	BatchSeconds   *prometheus.HistogramVec
+	// CopiesSkipped counts entries acknowledged without applying them:
+	// this worker had committed their event from another copy.
+	CopiesSkipped *prometheus.CounterVec
+	Claimed       *prometheus.CounterVec
+	RedisErrors   *prometheus.CounterVec
+	StoreErrors   *prometheus.CounterVec
+	BatchSeconds  *prometheus.HistogramVec
 	// Orders counts orders applied, by outcome (confirmed, rejected), once
 	// each: an entry delivered again is not decided again.
 	Orders *prometheus.CounterVec
@@ -50,6 +53,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		OrderConflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "surge_worker_order_conflicts_total", Help: "Orders not applied: their order_id belongs to an order with other lines (items or quantities).",
 		}, []string{"shard"}),
+		CopiesSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "surge_worker_copies_skipped_total", Help: "Entries acknowledged without applying them: their event was committed from another copy.",
+		}, []string{"shard"}),
 		Claimed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "surge_worker_claimed_total", Help: "Entries taken over from idle consumers.",
 		}, []string{"shard"}),
@@ -69,7 +75,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Applied, m.DeadLettered, m.Claimed, m.RedisErrors, m.StoreErrors, m.BatchSeconds)
-		reg.MustRegister(m.OrderConflicts, m.Orders)
+		reg.MustRegister(m.OrderConflicts, m.Orders, m.CopiesSkipped)
 	}
 	return m
 }
@@ -78,7 +84,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // an increase over them works from the first event and an alert on them
 // can tell "none" from "not scraped".
 func (m *Metrics) initShard(shard string) {
-	for _, c := range []*prometheus.CounterVec{m.Applied, m.OrderConflicts, m.Claimed, m.RedisErrors, m.StoreErrors} {
+	for _, c := range []*prometheus.CounterVec{m.Applied, m.OrderConflicts, m.CopiesSkipped, m.Claimed, m.RedisErrors, m.StoreErrors} {
 		c.WithLabelValues(shard)
 	}
 	for _, reason := range []string{reasonUndecodable, reasonRefused, reasonFailed} {

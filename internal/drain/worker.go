@@ -114,6 +114,7 @@ func RunWorker(ctx context.Context, cfg Config, log *slog.Logger, afterCommit fu
 	}
 	reg, metrics := NewRegistry(readers)
 	shards := make([]*Shard, len(cfg.Shards))
+	applied := NewApplied(DefaultApplied) // one for all shards: an entry's copies are on two
 	for i, q := range queues {
 		// Metrics and health name a shard by its number: its address is
 		// nobody's business outside. The log keeps it, for the operator.
@@ -121,7 +122,7 @@ func RunWorker(ctx context.Context, cfg Config, log *slog.Logger, afterCommit fu
 			Shard: strconv.Itoa(i + 1), Logger: log.With("addr", cfg.Shards[i]), BatchSize: cfg.BatchSize, Block: cfg.Block, ClaimIdle: cfg.ClaimIdle,
 			ClaimEvery: cfg.ClaimEvery, TrimEvery: cfg.TrimEvery, MaxDeliveries: cfg.MaxDeliveries,
 			FinishTimeout: cfg.FinishTimeout, UnhealthyAfter: cfg.UnhealthyAfter, Metrics: metrics,
-			AfterCommit: afterCommit,
+			AfterCommit: afterCommit, Applied: applied,
 		})
 	}
 	r, err := httpx.NewEngine(httpx.EngineOptions{Service: "worker", Node: cfg.Name, Log: log, Registry: reg,

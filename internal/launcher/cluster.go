@@ -156,8 +156,10 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 		c.Workers = append(c.Workers, w)
 	}
 	for i, r := range c.Redis {
-		env := append([]string{"SURGE_REDIS_ADDR=" + r.Addr, "SURGE_COOKIE_KEYS_FILE=" + keyFile, pgEnv,
-			"SURGE_NODE=" + fmt.Sprintf("web-%d", i+1)}, opt.WebEnv...)
+		// Each frontend writes every entry to two shards (copies), its own
+		// and the next one up, so it knows them all.
+		env := append([]string{"SURGE_REDIS_ADDR=" + r.Addr, shardsEnv, "SURGE_SHARD=" + strconv.Itoa(i+1),
+			"SURGE_COOKIE_KEYS_FILE=" + keyFile, pgEnv, "SURGE_NODE=" + fmt.Sprintf("web-%d", i+1)}, opt.WebEnv...)
 		w, err := c.startService(ctx, fmt.Sprintf("web-%d", i+1), "web", env)
 		if err != nil {
 			return nil, err

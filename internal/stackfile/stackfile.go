@@ -4,7 +4,10 @@
 //
 // The stack's design, as the comments in the rendered file also explain:
 //   - shard k is web-k and redis-k, pinned to nodes labelled surge.shard.k=true;
-//     web-k writes only to redis-k, over the internal network shard-k;
+//     redis-k sits on the internal network shard-k; web-k writes every entry
+//     to two shards' Redis (package copies), its own and the next one up, so
+//     it is on every shard's network and knows every shard (SURGE_SHARDS,
+//     SURGE_SHARD=k);
 //   - admin and result (2 replicas each), the workers (every one reads every
 //     shard) and postgres (pinned to surge.postgres=true) sit on internal
 //     networks; HAProxy, on every node, is the only published port;
@@ -56,7 +59,7 @@ type Options struct {
 
 // Defaults are the committed docker-stack.yml's sizes.
 func Defaults() Options {
-	return Options{Shards: 2, Workers: 2, WebReplicas: 1, AdminReplicas: 2, ResultReplicas: 2}
+	return Options{Shards: 3, Workers: 2, WebReplicas: 1, AdminReplicas: 2, ResultReplicas: 2}
 }
 
 // Stack-wide names, shared with the tests and the documentation.
@@ -235,6 +238,19 @@ func stateful(constraint, cpus, mem, rcpus, rmem string) deployment {
 		CPUs: cpus, Mem: mem, RCPUs: rcpus, RMem: rmem}
 }
 
+// webShardNets are the shards' networks as a frontend joins them: all of
+// them, since it writes each entry's copies to two shards.
+func webShardNets(names []string) []network {
+	n := make([]network, len(names))
+	for i, name := range names {
+		n[i] = network{Name: name}
+	}
+	if len(n) > 1 {
+		n[0].Comment = "Every shard's: each entry goes to this shard's Redis and the next one up."
+	}
+	return n
+}
+
 func services(opt Options) []service {
 	var shardAddrs, shardNets []string
 	for k := 1; k <= opt.Shards; k++ {
@@ -277,24 +293,26 @@ func services(opt Options) []service {
 
 	for k := 1; k <= opt.Shards; k++ {
 		constraint := fmt.Sprintf("node.labels.%s == true", ShardNodeLabel(k))
-		web := service{Name: fmt.Sprintf("web-%d", k), Comment: fmt.Sprintf("Shard %d: a stateless frontend and its own durable queue.", k),
+		web := service{Name: fmt.Sprintf("web-%d", k), Comment: fmt.Sprintf("Shard %d: a stateless frontend and its own durable queue. Each entry is\nwritten to two shards before its 202: this one and the next one up.", k),
 			Image: ImageVar, Command: []string{"/web"}, Hostname: true,
 			Env: append(append([]kv{listen, {"SURGE_REDIS_ADDR", fmt.Sprintf("redis-%d:6379", k)},
+				{"SURGE_SHARDS", strings.Join(shardAddrs, ",")}, {"SURGE_SHARD", fmt.Sprint(k)},
 				{"SURGE_COOKIE_KEYS_FILE", "/run/secrets/" + CookieKeysSecret}, {"SURGE_COOKIE_SECURE", "${SURGE_COOKIE_SECURE:-}"},
 				{"SURGE_NEW_VOTERS_PER_IP", "${SURGE_NEW_VOTERS_PER_IP:-}"}, {"SURGE_ORDERS_PER_IP", "${SURGE_ORDERS_PER_IP:-}"}},
 				pgEnv(4)...), polls),
 			Secrets: []string{CookieKeysSecret, PostgresPasswordSecret},
-			Networks: []network{
-				{Name: "edge", Aliases: []string{WebAlias}, Comment: "Every shard's frontends answer to tasks." + WebAlias + " for HAProxy."},
-				{Name: fmt.Sprintf("shard-%d", k)},
-				{Name: "db", Comment: "The catalogue (polls, items); capture never waits for it."}},
+			Networks: append(append([]network{
+				{Name: "edge", Aliases: []string{WebAlias}, Comment: "Every shard's frontends answer to tasks." + WebAlias + " for HAProxy."}},
+				webShardNets(shardNets)...),
+				network{Name: "db", Comment: "The catalogue (polls, items); capture never waits for it."}),
 			Health: ourHealth("15s"), StopGrace: "15s", Deploy: stateless(opt.WebReplicas, "2", "256M")}
 		web.Deploy.Constraint = constraint
 		web.Deploy.Rollback = true
 		web.Deploy.Restart, web.Deploy.Window = "1s", "20s"
 		if opt.Monitoring {
-			web.Networks[2].Aliases = []string{WebAlias}
-			web.Networks[2].Comment += "\nEvery shard's frontends answer to tasks." + WebAlias + " for Prometheus."
+			db := &web.Networks[len(web.Networks)-1] // the last: after every shard's
+			db.Aliases = []string{WebAlias}
+			db.Comment += "\nEvery shard's frontends answer to tasks." + WebAlias + " for Prometheus."
 		}
 		redis := service{Name: fmt.Sprintf("redis-%d", k), Image: RedisImageVar,
 			Command: []string{"redis-server", "--appendonly", "yes", "--appendfsync", "always", "--dir", "/data",

@@ -270,7 +270,7 @@ func checkStructure(t *testing.T, opt Options, p *types.Project) {
 	}
 	for k := 1; k <= opt.Shards; k++ {
 		web, redis := p.Services[fmt.Sprintf("web-%d", k)], p.Services[fmt.Sprintf("redis-%d", k)]
-		check(web.Name, "edge", "db", fmt.Sprintf("shard-%d", k))
+		check(web.Name, append([]string{"edge", "db"}, shardNets...)...)
 		check(redis.Name, fmt.Sprintf("shard-%d", k))
 		if a := web.Networks["edge"]; a == nil || !slices.Equal(a.Aliases, []string{WebAlias}) {
 			t.Errorf("%s: no alias %q on edge: HAProxy finds frontends as tasks.%s", web.Name, WebAlias, WebAlias)
@@ -282,6 +282,14 @@ func checkStructure(t *testing.T, opt Options, p *types.Project) {
 		}
 		if got := env(web, "SURGE_REDIS_ADDR"); got != fmt.Sprintf("redis-%d:6379", k) {
 			t.Errorf("%s: SURGE_REDIS_ADDR %q", web.Name, got)
+		}
+		// Each frontend writes its copies to two shards: it knows them all,
+		// and which is its own.
+		if got := env(web, "SURGE_SHARDS"); got != strings.Join(shardAddrs, ",") {
+			t.Errorf("%s: SURGE_SHARDS %q, want %q", web.Name, got, strings.Join(shardAddrs, ","))
+		}
+		if got := env(web, "SURGE_SHARD"); got != fmt.Sprint(k) {
+			t.Errorf("%s: SURGE_SHARD %q, want %d", web.Name, got, k)
 		}
 		// Placement: the shard's frontend and its Redis on the shard's nodes.
 		constraint := fmt.Sprintf("node.labels.surge.shard.%d == true", k)

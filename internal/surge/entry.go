@@ -77,10 +77,22 @@ func formatMicros(t time.Time) string {
 
 // Entry is a decoded queue entry. Exactly one payload is set.
 type Entry struct {
-	StreamID string // the id Redis gave the entry in its shard's stream
+	StreamID string // the id Redis gave the entry in its shard's stream; each copy has its own
 	Kind     string
 	Vote     *Vote
 	Order    *Order
+}
+
+// EventID names the event whichever copy carries it: the vote's id (a
+// ULID) or the order's id. Stream ids differ between copies; this does not.
+func (e Entry) EventID() string {
+	switch {
+	case e.Vote != nil:
+		return e.Vote.ID
+	case e.Order != nil:
+		return e.Order.ID
+	}
+	return ""
 }
 
 // DecodeEntry parses the fields of a stream entry. An error means the entry

@@ -20,8 +20,8 @@ import (
 
 // The Swarm's nodes: Docker-in-Docker containers of this machine's engine
 // (internal/dind), on a bridge of their own. Node 1 is the manager; the
-// README's layout puts shard 1, shard 2 and Postgres on three different
-// nodes.
+// README's layout puts shards 1, 2 and 3 on three different nodes, and
+// Postgres beside shard 3.
 const (
 	nodeCount  = 3
 	nodePrefix = "surge-swarmtest"
@@ -34,8 +34,9 @@ const (
 var placement = map[string]int{
 	stackfile.ShardNodeLabel(1): 0,
 	stackfile.ShardNodeLabel(2): 1,
+	stackfile.ShardNodeLabel(3): 2,
 	stackfile.PostgresLabel:     2,
-	stackfile.ShardNodeLabel(3): 2, // the shard added while the stack runs
+	stackfile.ShardNodeLabel(4): 0, // the shard added while the stack runs
 }
 
 // startNodes starts the nodes, forms the Swarm, loads the images into

@@ -91,8 +91,8 @@ func randomHex(n int) string {
 }
 
 // TestSwarmStack deploys the committed docker-stack.yml on a Swarm of three
-// Docker-in-Docker nodes (shard 1, shard 2 and Postgres each on its own
-// node, HAProxy on every node) and exercises it through HAProxy's port on
+// Docker-in-Docker nodes (shards 1, 2 and 3 each on its own node, Postgres
+// beside shard 3, HAProxy on every node) and exercises it through HAProxy's port on
 // the nodes: steps 1 to 7 of the deployment issue, docker kill of a Redis,
 // a frontend and Postgres under load, whole nodes killed under load, a
 // rolling update, a shard added, TLS from a Swarm secret, and Prometheus
@@ -391,7 +391,11 @@ func TestSwarmStack(t *testing.T) {
 // nodes as the README tells users to, and creates the secrets.
 func (e *env) setUp(t *testing.T) {
 	e.startNodes(t)
-	for _, label := range []string{stackfile.ShardNodeLabel(1), stackfile.ShardNodeLabel(2), stackfile.PostgresLabel} {
+	labels := []string{stackfile.PostgresLabel}
+	for k := 1; k <= e.shards; k++ {
+		labels = append(labels, stackfile.ShardNodeLabel(k))
+	}
+	for _, label := range labels {
 		n := e.labelNode(t, label)
 		t.Logf("label %s on %s", label, n.Name)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/surge-vote/surge/internal/launcher"
 	"github.com/surge-vote/surge/internal/postgres"
+	"github.com/surge-vote/surge/internal/surge"
 )
 
 // Redis starts a private redis-server (appendfsync always) for the test.
@@ -73,6 +74,24 @@ func RedisClient(t testing.TB, r *launcher.Redis) *goredis.Client {
 	c := goredis.NewClient(&goredis.Options{Addr: r.Addr})
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// StreamEvents counts each event id (surge.Entry.EventID) in the entries
+// stream c holds: the copies of an entry share it, their stream ids differ.
+func StreamEvents(ctx context.Context, c *goredis.Client) (map[string]int, error) {
+	msgs, err := c.XRange(ctx, "surge:entries", "-", "+").Result()
+	if err != nil {
+		return nil, err
+	}
+	ids := map[string]int{}
+	for _, m := range msgs {
+		e, err := surge.DecodeEntry(m.ID, m.Values)
+		if err != nil {
+			return nil, err
+		}
+		ids[e.EventID()]++
+	}
+	return ids, nil
 }
 
 var (
