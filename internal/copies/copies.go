@@ -63,6 +63,7 @@ type Metrics struct {
 	Written *prometheus.CounterVec // copies written, by shard (from 1)
 	Refused prometheus.Counter     // entries refused: fewer shards up than copies
 	Up      *prometheus.GaugeVec   // 1 while a shard takes copies, by shard
+	written []prometheus.Counter   // Written's per shard, looked up once: it counts on every request
 }
 
 // NewMetrics registers the copies' metrics on reg, every shard's at zero
@@ -81,7 +82,7 @@ func NewMetrics(reg prometheus.Registerer, shards int) *Metrics {
 	}
 	reg.MustRegister(m.Written, m.Refused, m.Up)
 	for i := range shards {
-		m.Written.WithLabelValues(shardLabel(i))
+		m.written = append(m.written, m.Written.WithLabelValues(shardLabel(i)))
 		m.Up.WithLabelValues(shardLabel(i)).Set(1)
 	}
 	return m
@@ -92,7 +93,7 @@ func shardLabel(i int) string { return strconv.Itoa(i + 1) }
 // wrote counts a copy written to shard i.
 func (m *Metrics) wrote(i int) {
 	if m != nil {
-		m.Written.WithLabelValues(shardLabel(i)).Inc()
+		m.written[i].Inc()
 	}
 }
 
@@ -131,6 +132,9 @@ type Queue struct {
 func New(shards []Shard, opt Options) (*Queue, error) {
 	if err := Check(len(shards), opt.Own, opt.Copies); err != nil {
 		return nil, err
+	}
+	if opt.Metrics != nil && len(opt.Metrics.written) != len(shards) {
+		return nil, fmt.Errorf("metrics for %d shards, %d shards configured", len(opt.Metrics.written), len(shards))
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
@@ -362,14 +366,9 @@ func (q *Queue) probe(i int) {
 	}, backoff.WithBackOff(q.opt.BackOff()), backoff.WithMaxElapsedTime(0))
 	q.mu.Lock()
 	q.probing[i] = false
-	wasDown := q.down[i]
-	if err == nil {
-		q.down[i] = false
-		q.opt.Metrics.up(i, true)
-	}
 	q.mu.Unlock()
-	if err == nil && wasDown {
-		q.log.Info("shard up again: it takes copies again", "shard", i+1)
+	if err == nil {
+		q.markUp(i)
 	}
 }
 

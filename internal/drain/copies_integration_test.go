@@ -193,12 +193,15 @@ func BenchmarkDrainCopies(b *testing.B) {
 					go func() { s.Run(dctx); done <- struct{}{} }()
 				}
 				for _, q := range queues {
-					for {
+					err := testenv.WaitFor(ctx, testenv.AnswersBound(votes), func() error {
 						bl, err := q.Backlog(ctx)
-						if err == nil && bl.Drained() {
-							break
+						if err == nil && !bl.Drained() {
+							err = fmt.Errorf("backlog %+v", bl)
 						}
-						time.Sleep(5 * time.Millisecond)
+						return err
+					})
+					if err != nil {
+						b.Fatal(err)
 					}
 				}
 				b.StopTimer()
