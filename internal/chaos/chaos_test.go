@@ -19,6 +19,7 @@ import (
 	"github.com/surge-vote/surge/internal/launcher"
 	"github.com/surge-vote/surge/internal/loadgen"
 	"github.com/surge-vote/surge/internal/redis"
+	"github.com/surge-vote/surge/internal/surge"
 	"github.com/surge-vote/surge/internal/testenv"
 )
 
@@ -80,7 +81,7 @@ func startWith(t *testing.T, ns *launcher.Netns, workerEnv ...string) *cluster {
 	// initdb, then every service starting and passing HAProxy's checks.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	lc, err := launcher.Up(ctx, launcher.Options{Dir: dir, BinDir: binDir, Shards: 2, Workers: 2,
+	lc, err := launcher.Up(ctx, launcher.Options{Dir: dir, BinDir: binDir, Shards: 3, Workers: 2,
 		WorkerEnv: append([]string{"SURGE_CLAIM_IDLE=" + claimIdle.String(), "SURGE_CLAIM_EVERY=500ms"}, workerEnv...),
 		// The load tool's voters change their votes: allow them. They all
 		// come from one address (loopback): no per-address limits.
@@ -311,14 +312,13 @@ func TestChaos(t *testing.T) {
 
 	t.Run("redis kill", func(t *testing.T) {
 		c := start(t)
+		var probes, accepted int
 		r := run(t, "redis kill", c, func(ctx context.Context, until time.Time) string {
-			probes, accepted := 0, 0
 			for i := 0; sleepUntil(time.Second, until); i++ {
 				shard := i % len(c.Redis)
 				c.Redis[shard].Kill()
-				// Its frontend must refuse votes (503), never acknowledge them:
-				// with two shards and two copies, one shard up cannot hold
-				// an entry's copies (every frontend refuses meanwhile).
+				// Its frontend goes on acknowledging votes: with three
+				// shards, two copies fit on the two still up.
 				for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
 					resp, err := http.Post("http://"+c.Web[shard].Addr+"/vote", "application/json", strings.NewReader(`{"choice":"cats"}`))
 					if err == nil {
@@ -344,11 +344,23 @@ func TestChaos(t *testing.T) {
 					return "frontend not back"
 				}
 			}
-			if accepted > 0 {
-				t.Errorf("a frontend acknowledged %d votes while its Redis was down", accepted)
+			if probes == 0 || accepted != probes {
+				t.Errorf("a frontend whose Redis was down acknowledged %d of %d votes, want all", accepted, probes)
 			}
-			return fmt.Sprintf("%d probes of a frontend whose Redis was down: %d acknowledged", probes, accepted)
+			return fmt.Sprintf("%d probes of a frontend whose Redis was down: %d acknowledged and counted", probes, accepted)
 		})
+		// The probes voted, each as a new voter, in the default poll, which
+		// the load leaves alone: every acknowledged one is counted, once.
+		err := testenv.WaitFor(context.Background(), 10*time.Second, func() error {
+			n, err := defaultPollCount(c, "cats")
+			if err == nil && n != int64(accepted) {
+				err = fmt.Errorf("%d probe votes counted, %d acknowledged", n, accepted)
+			}
+			return err
+		})
+		if err != nil {
+			t.Error(err)
+		}
 		t.Logf("%+v", r)
 	})
 
@@ -485,6 +497,26 @@ func iptables(t *testing.T, ns *launcher.Netns, args ...string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("iptables %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
+}
+
+// defaultPollCount reads choice's count in the default poll from the
+// result service, through the proxy.
+func defaultPollCount(c *cluster, choice string) (int64, error) {
+	resp, err := http.Get(c.URL + "/results/api/polls/" + surge.DefaultPollID)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("results: %s", resp.Status)
+	}
+	var res struct {
+		Counts map[string]int64 `json:"counts"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		return 0, fmt.Errorf("results: %w", err)
+	}
+	return res.Counts[choice], nil
 }
 
 func shardsOf(c *cluster) redis.Shards {

@@ -11,8 +11,9 @@
 // ping, retried with backoff, finds it again, so a dead shard costs the
 // requests in flight on it, not a timeout on every request. An append that
 // fails on one shard is sent to the next shard up, within the request's
-// time. With fewer shards up than copies, nothing is appended: the caller
-// answers 503 rather than acknowledge fewer copies.
+// time. With fewer shards up than copies, the down ones are pinged once
+// more (a mark may be stale); if still too few, nothing is appended: the
+// caller answers 503 rather than acknowledge fewer copies.
 package copies
 
 import (
@@ -27,6 +28,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/surge-vote/surge/internal/httpx"
 	"github.com/surge-vote/surge/internal/redis"
@@ -116,16 +118,17 @@ func (m *Metrics) up(i int, up bool) {
 // Queue writes each entry to Copies shards. It implements the frontend's
 // queue (capture.Queue).
 type Queue struct {
-	shards  []Shard
-	names   []string // what health calls each shard
-	opt     Options
-	log     *slog.Logger
-	ctx     context.Context // ends at Close: stops the probes
-	cancel  context.CancelFunc
-	probes  sync.WaitGroup
-	mu      sync.Mutex
-	down    []bool
-	probing []bool
+	shards   []Shard
+	names    []string // what health calls each shard
+	opt      Options
+	log      *slog.Logger
+	ctx      context.Context // ends at Close: stops the probes
+	cancel   context.CancelFunc
+	probes   sync.WaitGroup
+	mu       sync.Mutex
+	down     []bool
+	probing  []bool
+	rechecks singleflight.Group
 }
 
 // New returns a Queue over shards, all assumed up until one fails.
@@ -255,6 +258,12 @@ func (o outcome) answered() bool {
 func (q *Queue) write(ctx context.Context, start int, op func(context.Context, Shard) (string, error)) ([]outcome, error) {
 	order := Ring(start, q.up())
 	if len(order) < q.opt.Copies {
+		// A shard marked down may be back before its probe's next ping:
+		// ask the down ones now rather than refuse on a stale mark.
+		q.recheck(ctx)
+		order = Ring(start, q.up())
+	}
+	if len(order) < q.opt.Copies {
 		q.opt.Metrics.refused()
 		return nil, fmt.Errorf("%w: %d of %d up, %d copies needed", ErrTooFewShards, len(order), len(q.shards), q.opt.Copies)
 	}
@@ -369,6 +378,36 @@ func (q *Queue) probe(i int) {
 	q.mu.Unlock()
 	if err == nil {
 		q.markUp(i)
+	}
+}
+
+// recheckTimeout bounds recheck's pings: a Redis answers a PING in well
+// under a millisecond, and a request that will be refused should not wait.
+const recheckTimeout = 250 * time.Millisecond
+
+// recheck pings the shards marked down, at once, and puts back those that
+// answer. Concurrent callers share one round (a burst of refusals costs one
+// ping per down shard); each waits for it no longer than its own ctx.
+func (q *Queue) recheck(ctx context.Context) {
+	round := q.rechecks.DoChan("recheck", func() (any, error) {
+		pctx, cancel := context.WithTimeout(q.ctx, recheckTimeout)
+		defer cancel()
+		var wg sync.WaitGroup
+		for i, up := range q.up() {
+			if !up {
+				wg.Go(func() {
+					if q.shards[i].Ping(pctx) == nil {
+						q.markUp(i)
+					}
+				})
+			}
+		}
+		wg.Wait()
+		return nil, nil
+	})
+	select {
+	case <-round:
+	case <-ctx.Done():
 	}
 }
 

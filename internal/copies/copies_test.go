@@ -248,6 +248,27 @@ func TestTooFewShardsWritesNothing(t *testing.T) {
 	}
 }
 
+// A shard marked down that is back before its probe's next ping (an hour
+// here) is asked again before an append is refused: a stale mark costs no
+// 503 when enough shards answer.
+func TestStaleDownMarkIsRecheckedBeforeRefusing(t *testing.T) {
+	fs, ss := fakes(2)
+	q := newQueue(t, ss, 0, 2)
+	fs[1].set(true)
+	if _, err := q.Append(context.Background(), []any{"a"}); !errors.Is(err, copies.ErrTooFewShards) {
+		t.Fatalf("append with shard 2 down: %v, want ErrTooFewShards", err)
+	}
+	fs[1].set(false)
+	if _, err := q.Append(context.Background(), []any{"b"}); err != nil {
+		t.Fatalf("append with shard 2 back, still marked down: %v", err)
+	}
+	// The refused append left its copy on shard 1 (written in parallel
+	// with the failing one); the second is on both.
+	if got := []int{fs[0].count(), fs[1].count()}; !slices.Equal(got, []int{2, 1}) {
+		t.Fatalf("entries per shard %v, want [2 1]", got)
+	}
+}
+
 // A down shard is pinged with backoff until it answers; then it takes
 // copies again.
 func TestDownShardIsProbedBackIn(t *testing.T) {
