@@ -117,6 +117,8 @@ func (c *Cache) Run(ctx context.Context, n Notifications) {
 				c.Invalidate()
 				if id, ok := strings.CutPrefix(payload, postgres.RetiredPrefix); ok {
 					c.forget(id)
+				} else {
+					c.learn(payload)
 				}
 			case postgres.PollsChannel:
 				c.reloadPolls(ctx)
@@ -128,6 +130,10 @@ func (c *Cache) Run(ctx context.Context, n Notifications) {
 			c.listening.Store(listening)
 			if listening {
 				c.reloadPolls(ctx)
+				// Items created while not listening: learn their ids now.
+				if _, err := c.ItemsJSON(ctx); err != nil {
+					c.log.Warn("catalogue load failed", "err", err)
+				}
 			}
 		})
 }
@@ -171,6 +177,20 @@ func (c *Cache) Invalidate() {
 	c.mu.Lock()
 	c.gen.Add(1)
 	clear(c.misses)
+	c.mu.Unlock()
+}
+
+// learn adds the id of an item just created or restocked (its NOTIFY's
+// payload) to the ids on sale, so orders for it pass without a query, even
+// if Postgres goes away before anyone asks. Other payloads ("stock") are
+// not ids.
+func (c *Cache) learn(id string) {
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	c.known[n] = true
 	c.mu.Unlock()
 }
 

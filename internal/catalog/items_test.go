@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/surge-vote/surge/internal/catalog"
+	"github.com/surge-vote/surge/internal/postgres"
 	"github.com/surge-vote/surge/internal/surge"
 	"github.com/surge-vote/surge/internal/testenv"
 )
@@ -127,6 +128,28 @@ func TestHasItemAsksOncePerUnknownID(t *testing.T) {
 	// An id never seen cannot be told while Postgres is down.
 	if ok, err := c.HasItem(context.Background(), 3); ok || surge.ErrorCode(err) != surge.EUNAVAILABLE {
 		t.Fatalf("unseen id with Postgres down: %v, %v; want EUNAVAILABLE", ok, err)
+	}
+}
+
+// An item created after the catalogue loaded is on sale from its NOTIFY
+// on: an order for it passes with Postgres gone before anyone asked.
+func TestCreatedItemIsKnownFromItsNotify(t *testing.T) {
+	src := newItemSource(1)
+	c := newItemCache(src, testenv.NewClock(time.Unix(1_700_000_000, 0)))
+	_, notify := runOnFakeNotifications(t, c)
+	src.add(2)
+	notify(postgres.CatalogChannel, "2")
+	notify(postgres.CatalogChannel, "stock") // not an id: changes nothing
+	src.down.Store(true)
+	if ok, err := c.HasItem(context.Background(), 2); err != nil || !ok {
+		t.Fatalf("HasItem(2) after its NOTIFY, Postgres down: %v, %v; want on sale", ok, err)
+	}
+	if n := src.queries(2); n != 0 {
+		t.Fatalf("%d queries about item 2, want none", n)
+	}
+	notify(postgres.CatalogChannel, postgres.RetiredPrefix+"2")
+	if ok, err := c.HasItem(context.Background(), 2); ok {
+		t.Fatalf("HasItem(2) after its retirement: %v, %v; want off sale", ok, err)
 	}
 }
 
