@@ -14,11 +14,12 @@ deps:
 	@./stack/deps.sh
 
 # The servers, Chromium for the browser tests, prometheus (its promtool
-# checks and unit-tests stack/monitoring/rules.yml), and what test-stack
-# needs: ruby and vagrant (the Vagrant checks), debootstrap (the stand-in
-# images). One apt-get update and one install of all that is missing.
+# checks and unit-tests stack/monitoring/rules.yml), etcd-server and patroni
+# (the Postgres failover tests), and what test-stack needs: ruby and vagrant
+# (the Vagrant checks), debootstrap (the stand-in images). One apt-get
+# update and one install of all that is missing.
 test-deps:
-	@./stack/deps.sh chromium prometheus ruby vagrant debootstrap
+	@./stack/deps.sh chromium prometheus etcd-server patroni ruby vagrant debootstrap
 
 run: deps build
 	@$(BIN)/stack run --port $(PORT) --dir .surge --bin $(BIN)

@@ -14,6 +14,7 @@ for pkg in "$@"; do
   case "$pkg" in
     chromium) have chromium || need+=(chromium) ;;
     prometheus) have promtool || need+=(prometheus) ;; # promtool checks the alert rules
+    etcd-server) have etcd || need+=(etcd-server) ;;     # Patroni's store in the failover tests
     *) have "$pkg" || need+=("$pkg") ;;
   esac
 done
@@ -29,8 +30,8 @@ $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 echo "installed in ${SECONDS}s"
 # The packages start system-wide services; surge runs private instances
-# instead, and needs only promtool from prometheus.
-for svc in redis-server haproxy postgresql prometheus; do
+# instead (etcd and Patroni too), and needs only promtool from prometheus.
+for svc in redis-server haproxy postgresql prometheus etcd patroni; do
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
   else

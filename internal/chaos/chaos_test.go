@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/surge-vote/surge/internal/launcher"
 	"github.com/surge-vote/surge/internal/loadgen"
 	"github.com/surge-vote/surge/internal/redis"
@@ -67,25 +69,38 @@ type cluster struct {
 	*launcher.Cluster
 	mu       sync.Mutex // guards the services' processes across kill and restart
 	restarts int
+	// stall is how long a schedule may stop every commit (a failover): the
+	// drain is given that much longer.
+	stall time.Duration
 }
 
 func start(t *testing.T, workerEnv ...string) *cluster { return startWith(t, nil, workerEnv...) }
 
-func startWith(t *testing.T, ns *launcher.Netns, workerEnv ...string) *cluster {
+// startWith starts a cluster with options changed by set (if not nil).
+func startWith(t *testing.T, set func(*launcher.Options), workerEnv ...string) *cluster {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "surge-chaos-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.Chmod(dir, 0o755)
-	// initdb, then every service starting and passing HAProxy's checks.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	lc, err := launcher.Up(ctx, launcher.Options{Dir: dir, BinDir: binDir, Shards: 3, Workers: 2,
+	opt := launcher.Options{Dir: dir, BinDir: binDir, Shards: 3, Workers: 2,
 		WorkerEnv: append([]string{"SURGE_CLAIM_IDLE=" + claimIdle.String(), "SURGE_CLAIM_EVERY=500ms"}, workerEnv...),
 		// The load tool's voters change their votes: allow them. They all
 		// come from one address (loopback): no per-address limits.
-		WebEnv: []string{"SURGE_VOTER_RATE=50", "SURGE_VOTER_BURST=50", "SURGE_NEW_VOTERS_PER_IP=0", "SURGE_ORDERS_PER_IP=0"}, Netns: ns})
+		WebEnv: []string{"SURGE_VOTER_RATE=50", "SURGE_VOTER_BURST=50", "SURGE_NEW_VOTERS_PER_IP=0", "SURGE_ORDERS_PER_IP=0"}}
+	if set != nil {
+		set(&opt)
+	}
+	// initdb (a Patroni cluster's members and etcd), then every service
+	// starting and passing HAProxy's checks.
+	bound := 2 * time.Minute
+	if opt.PostgresMembers > 1 {
+		bound += testenv.PatroniStart
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	lc, err := launcher.Up(ctx, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +178,7 @@ func run(t *testing.T, name string, c *cluster, fault func(ctx context.Context, 
 	cfg.OrderRatio, cfg.Items, cfg.Stock = 0.1, 3, sz.stock
 	cfg.Timeout = 5 * time.Second
 	// At worst every request's entry is still queued when the load ends.
-	cfg.Verify, cfg.DrainTimeout = true, drainBound(cfg.MaxRequests)
+	cfg.Verify, cfg.DrainTimeout = true, drainBound(cfg.MaxRequests)+c.stall
 	dir := filepath.Join(outDir(t), name)
 	os.MkdirAll(dir, 0o755)
 	cfg.JSONPath, cfg.PlotPath = filepath.Join(dir, "report.json"), filepath.Join(dir, "plot.png")
@@ -438,7 +453,7 @@ func TestChaos(t *testing.T) {
 
 	t.Run("network cut", func(t *testing.T) {
 		ns := netns(t)
-		c := startWith(t, ns)
+		c := startWith(t, func(o *launcher.Options) { o.Netns = ns })
 		w := c.Workers[ns.Worker]
 		pgPort := strconv.Itoa(c.Postgres.Port)
 		_, shardPort, _ := strings.Cut(c.Redis[0].Addr, ":")
@@ -462,7 +477,172 @@ func TestChaos(t *testing.T) {
 		t.Logf("%+v", r)
 	})
 
+	// A node is its processes and its directories: the whole of it goes.
+	t.Run("shard node loss", func(t *testing.T) {
+		c := start(t)
+		const lost = 1 // shard 2 and its frontend
+		var undrained int64
+		r := run(t, "shard node loss", c, func(ctx context.Context, until time.Time) string {
+			sleepUntil(time.Second, until)
+			// The workers hang first, so the shard holds entries not yet
+			// drained when it dies (running, they drain within milliseconds).
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			for _, w := range c.Workers {
+				w.Pause()
+			}
+			defer func() {
+				for _, w := range c.Workers {
+					w.Resume()
+				}
+			}()
+			shards := shardsOf(c)
+			defer func() {
+				for _, cl := range shards.Clients {
+					cl.Close()
+				}
+			}()
+			want := int64(minUndrained)
+			if *full {
+				want *= 10
+			}
+			err := testenv.WaitFor(ctx, 10*time.Second, func() error {
+				b, err := shards.Backlog(ctx)
+				if err != nil {
+					return err
+				}
+				if undrained = b[lost].Pending + b[lost].Lag; undrained < want {
+					return fmt.Errorf("shard %d holds %d undrained entries, waiting for %d", lost+1, undrained, want)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Errorf("backlog before the kill: %v", err)
+				return "no backlog"
+			}
+			c.Web[lost].Kill()
+			c.Redis[lost].Kill()
+			if err := os.RemoveAll(c.Redis[lost].Dir); err != nil {
+				t.Errorf("wipe shard %d: %v", lost+1, err)
+			}
+			rctx, cancel := context.WithTimeout(ctx, testenv.RedisStart)
+			defer cancel()
+			if err := c.RestartRedis(rctx, lost); err != nil {
+				t.Errorf("a fresh Redis for shard %d: %v", lost+1, err)
+				return "restart failed"
+			}
+			if err := c.Restart(ctx, c.Web[lost]); err != nil {
+				t.Errorf("restart %s: %v", c.Web[lost].Name, err)
+				return "restart failed"
+			}
+			return fmt.Sprintf("workers hung; shard %d's Redis and frontend SIGKILLed with %d undrained entries, its data deleted, a fresh empty Redis in its place",
+				lost+1, undrained)
+		})
+		if err := backInRotation(context.Background(), c, c.Web[lost]); err != nil {
+			t.Errorf("after the node's return: %v", err)
+		}
+		t.Logf("%+v", r)
+	})
+
+	t.Run("postgres node loss", func(t *testing.T) {
+		c := startWith(t, func(o *launcher.Options) { o.PostgresMembers = 3 })
+		p := c.Patroni
+		c.stall = testenv.PatroniFailover(p)
+		var killed time.Time
+		var stopped time.Duration
+		r := run(t, "postgres node loss", c, func(ctx context.Context, until time.Time) string {
+			sleepUntil(time.Second, until)
+			st, err := p.Status(ctx)
+			if err != nil {
+				t.Errorf("patroni: %v", err)
+				return "no primary"
+			}
+			old := p.Members[st.Primary].Name
+			if err := p.KillMember(st.Primary); err != nil {
+				t.Errorf("kill %s: %v", old, err)
+			}
+			// From the moment its Postgres is gone: a commit the dying
+			// primary had begun may still have returned just before.
+			killed = time.Now()
+			if err := p.WipeMember(st.Primary); err != nil {
+				t.Errorf("wipe %s: %v", old, err)
+			}
+			var primary int
+			err = testenv.WaitFor(ctx, testenv.PatroniFailover(p), func() error {
+				now, err := p.Status(ctx)
+				switch {
+				case err != nil:
+					return err
+				case now.Primary == st.Primary:
+					return fmt.Errorf("%s is still the primary", old)
+				case !now.HasSyncStandby():
+					return fmt.Errorf("no streaming synchronous standby yet: %+v", now)
+				}
+				primary = now.Primary
+				return nil
+			})
+			if err != nil {
+				t.Errorf("failover: %v", err)
+				return "no failover"
+			}
+			// The wiped member comes back as a new machine would: empty.
+			if err := p.StartMember(st.Primary); err != nil {
+				t.Errorf("start %s: %v", old, err)
+				return "no rejoin"
+			}
+			err = testenv.WaitFor(ctx, testenv.PatroniRejoin(p), func() error {
+				now, err := p.Status(ctx)
+				if err == nil {
+					if _, ok := now.Streaming[st.Primary]; !ok {
+						err = fmt.Errorf("%s does not stream from the primary: %+v", old, now)
+					}
+				}
+				return err
+			})
+			if err != nil {
+				t.Errorf("rejoin: %v", err)
+				return "no rejoin"
+			}
+			if stopped, err = firstCommitAfter(ctx, p.URL(), killed); err != nil {
+				t.Errorf("commits after the kill: %v", err)
+			}
+			return fmt.Sprintf("primary %s SIGKILLed and its data deleted; %s promoted; commits stopped %s; %s rejoined as a standby from a base backup",
+				old, p.Members[primary].Name, stopped.Round(100*time.Millisecond), old)
+		})
+		// The goal; capture must answer throughout.
+		if stopped > 30*time.Second {
+			t.Errorf("commits stopped for %s, want at most 30 s", stopped)
+		}
+		if r.Errors != 0 {
+			t.Errorf("%d requests not answered 2xx while Postgres failed over, want 0: capture needs no Postgres", r.Errors)
+		}
+		t.Logf("%+v", r)
+	})
+
 	printTable(t)
+}
+
+// minUndrained is the backlog the shard node loss waits for on the shard
+// before it dies: a second or two of the short load's entries there (ten
+// times that at full size).
+const minUndrained = 300
+
+// firstCommitAfter is how long after killed the first order was committed,
+// by Postgres's clock (this machine's).
+func firstCommitAfter(ctx context.Context, url string, killed time.Time) (time.Duration, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	var first *time.Time
+	if err := conn.QueryRow(ctx, "SELECT min(committed_at) FROM orders WHERE committed_at > $1", killed).Scan(&first); err != nil {
+		return 0, err
+	}
+	if first == nil {
+		return 0, fmt.Errorf("no order committed after %s", killed.Format("15:04:05.000"))
+	}
+	return first.Sub(killed), nil
 }
 
 // netns makes a network namespace joined to the host by a veth pair, on a

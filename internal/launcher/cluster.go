@@ -19,15 +19,19 @@ import (
 
 // Options describe a local pipeline.
 type Options struct {
-	Dir       string   // state: data, logs, generated config (e.g. .surge)
-	BinDir    string   // holds the web, worker and result binaries
-	Port      int      // HAProxy's front port; 0 picks a free one
-	Shards    int      // capture shards: one Redis and one web each
-	Workers   int      // workers, each draining every shard
-	WorkerEnv []string // extra environment for workers (tests shorten claim_idle)
-	WebEnv    []string // extra environment for web instances
-	RatePerIP int      // HAProxy's per-address limit over 10 s; 0: none
-	TLS       bool     // also serve HTTPS with a generated self-signed certificate
+	Dir     string // state: data, logs, generated config (e.g. .surge)
+	BinDir  string // holds the web, worker and result binaries
+	Port    int    // HAProxy's front port; 0 picks a free one
+	Shards  int    // capture shards: one Redis and one web each
+	Workers int    // workers, each draining every shard
+	// PostgresMembers above 1 runs Postgres as that many members under
+	// Patroni (StartPatroni), each client reaching the primary through a
+	// multi-host URL; 0 or 1 runs one Postgres.
+	PostgresMembers int
+	WorkerEnv       []string // extra environment for workers (tests shorten claim_idle)
+	WebEnv          []string // extra environment for web instances
+	RatePerIP       int      // HAProxy's per-address limit over 10 s; 0: none
+	TLS             bool     // also serve HTTPS with a generated self-signed certificate
 	// HAProxy's connection caps (see HAProxyConfig); 0: DefaultMaxConn, and
 	// no cap per address or on streams. `stack run` sets the defaults.
 	MaxConn, ConnPerIP, StreamsPerResult int
@@ -54,7 +58,8 @@ type Service struct {
 // Cluster is a running pipeline.
 type Cluster struct {
 	URL      string
-	Postgres *Postgres
+	Postgres *Postgres // nil with Patroni
+	Patroni  *Patroni  // nil with one Postgres
 	Redis    []*Redis
 	Web      []*Service
 	Workers  []*Service
@@ -106,16 +111,28 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 	}
 	c.AdminUser, c.AdminPassword = "admin", strings.TrimSpace(string(adminPassword))
 
-	pgPort, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
 	var extra []string
 	if opt.Netns != nil {
 		extra = []string{opt.Netns.HostIP}
 	}
-	if c.Postgres, err = StartPostgres(ctx, filepath.Join(opt.Dir, "postgres"), pgPort, extra...); err != nil {
-		return nil, err
+	var pgURL string
+	if opt.PostgresMembers > 1 {
+		if opt.Netns != nil {
+			return nil, errors.New("a network namespace with Patroni: not supported")
+		}
+		if c.Patroni, err = StartPatroni(ctx, filepath.Join(opt.Dir, "patroni"), PatroniOptions{Members: opt.PostgresMembers}); err != nil {
+			return nil, err
+		}
+		pgURL = c.Patroni.URL()
+	} else {
+		pgPort, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		if c.Postgres, err = StartPostgres(ctx, filepath.Join(opt.Dir, "postgres"), pgPort, extra...); err != nil {
+			return nil, err
+		}
+		pgURL = c.Postgres.URL
 	}
 	var shardAddrs []string
 	for i := range opt.Shards {
@@ -131,7 +148,7 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 		shardAddrs = append(shardAddrs, r.Addr)
 	}
 
-	pgEnv := "SURGE_POSTGRES_URL=" + c.Postgres.URL
+	pgEnv := "SURGE_POSTGRES_URL=" + pgURL
 	shardsEnv := "SURGE_SHARDS=" + strings.Join(shardAddrs, ",")
 	result, err := c.startService(ctx, "result", "result", []string{pgEnv, shardsEnv})
 	if err != nil {
@@ -144,7 +161,7 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 		var w *Service
 		if ns := opt.Netns; ns != nil && ns.Worker == i {
 			// Inside the namespace, everything is reached at the host's veth address.
-			env = append(env, "SURGE_POSTGRES_URL="+strings.Replace(c.Postgres.URL, "127.0.0.1", ns.HostIP, 1),
+			env = append(env, "SURGE_POSTGRES_URL="+strings.Replace(pgURL, "127.0.0.1", ns.HostIP, 1),
 				"SURGE_SHARDS="+strings.ReplaceAll(strings.Join(shardAddrs, ","), "127.0.0.1", ns.HostIP))
 			w, err = c.startServiceIn(ctx, name, "worker", env, ns)
 		} else {
@@ -437,6 +454,9 @@ func (c *Cluster) Stop() error {
 			errs = append(errs, err)
 		}
 	}
+	if c.Patroni != nil {
+		c.Patroni.Close()
+	}
 	return errors.Join(errs...)
 }
 
@@ -451,10 +471,15 @@ func secretFile(path string) (string, error) {
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
-	b := make([]byte, 32)
-	rand.Read(b)
-	if err := os.WriteFile(path, []byte(hex.EncodeToString(b)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(randomHex(32)+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
 	return path, nil
+}
+
+// randomHex returns n random bytes in hex: keys, passwords, tokens.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
 }

@@ -77,22 +77,9 @@ type Postgres struct {
 // port, and creates the surge database. As root it runs the server as the
 // postgres user (Postgres refuses to run as root).
 func StartPostgres(ctx context.Context, dir string, port int, extra ...string) (*Postgres, error) {
-	binDir, err := PostgresBinDir()
+	binDir, dir, cred, err := postgresSetup(dir)
 	if err != nil {
 		return nil, err
-	}
-	dir, err = filepath.Abs(dir)
-	if err != nil {
-		return nil, err
-	}
-	cred, err := postgresCredential()
-	if err != nil {
-		return nil, err
-	}
-	if cred != nil {
-		if dir, err = reachableDir(dir, cred); err != nil {
-			return nil, err
-		}
 	}
 	logPath := filepath.Join(filepath.Dir(dir), filepath.Base(dir)+".log")
 	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err != nil {
@@ -190,6 +177,26 @@ func trustAddresses(dir string, addrs []string) error {
 		}
 	}
 	return os.WriteFile(path, hba, 0o600)
+}
+
+// postgresSetup finds Postgres's binaries, and as root the postgres user
+// to run it as and a path to dir that user can reach.
+func postgresSetup(dir string) (binDir, reachable string, cred *syscall.Credential, err error) {
+	if binDir, err = PostgresBinDir(); err != nil {
+		return "", "", nil, err
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return "", "", nil, err
+	}
+	if cred, err = postgresCredential(); err != nil {
+		return "", "", nil, err
+	}
+	if cred != nil {
+		if dir, err = reachableDir(dir, cred); err != nil {
+			return "", "", nil, err
+		}
+	}
+	return binDir, dir, cred, nil
 }
 
 func postgresCredential() (*syscall.Credential, error) {

@@ -79,6 +79,13 @@ func (p *Proc) Done() <-chan struct{} { return p.done }
 // Err is the exit error, once Done is closed.
 func (p *Proc) Err() error { return p.err }
 
+// Pause stops the process (SIGSTOP) until Resume, as a hung machine: it
+// holds its connections and answers nothing.
+func (p *Proc) Pause() error { return p.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process (SIGCONT).
+func (p *Proc) Resume() error { return p.cmd.Process.Signal(syscall.SIGCONT) }
+
 // Kill sends SIGKILL and waits for the exit.
 func (p *Proc) Kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)

@@ -15,6 +15,10 @@ const (
 	// ProcStart: a surge service process starting until it listens (well
 	// under a second idle).
 	ProcStart = 10 * time.Second
+	// PatroniStart: etcd, then initdb with checksums on one Patroni member
+	// and a base backup on each other, until one streams as synchronous
+	// standby (15-30 s idle).
+	PatroniStart = 4 * time.Minute
 )
 
 // AnswerRateFloor is the fewest answers a second a closed loop of a few
