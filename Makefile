@@ -11,7 +11,7 @@ build:
 	$(GO) build -o $(BIN)/ ./web ./worker ./result ./stack
 
 deps:
-	@./stack/deps.sh
+	@./stack/deps.sh etcd-server patroni
 
 # The servers, Chromium for the browser tests, prometheus (its promtool
 # checks and unit-tests stack/monitoring/rules.yml), etcd-server and patroni
@@ -21,8 +21,9 @@ deps:
 test-deps:
 	@./stack/deps.sh chromium prometheus etcd-server patroni ruby vagrant debootstrap
 
+# ARGS adds flags: make run ARGS='--postgres-members 1' (see stack run --help).
 run: deps build
-	@$(BIN)/stack run --port $(PORT) --dir .surge --bin $(BIN)
+	@$(BIN)/stack run --port $(PORT) --dir .surge --bin $(BIN) $(ARGS)
 
 # The whole suite: unit, integration (real Redis, Postgres, HAProxy), end to
 # end, then the deployment (test-stack). Everything is compiled as the image

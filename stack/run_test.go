@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -19,7 +20,7 @@ func TestBanner(t *testing.T) {
 		Workers: []*launcher.Service{svc("worker-1", "127.0.0.1:41003")},
 		Result:  svc("result", "127.0.0.1:41004"), Admin: svc("admin", "127.0.0.1:41005")}
 	var b bytes.Buffer
-	writeBanner(&b, c, ".surge")
+	writeBanner(&b, c, ".surge", nil)
 	got := b.String()
 	for _, want := range []string{
 		"http://127.0.0.1:8080/\n", "http://127.0.0.1:8080/shop\n", "http://127.0.0.1:8080/results\n",
@@ -32,5 +33,43 @@ func TestBanner(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("banner lacks %q:\n%s", want, got)
 		}
+	}
+}
+
+// With Patroni, the banner names each member's server and REST API, says
+// which one is primary, and how to see where the primary is now.
+func TestBannerPatroni(t *testing.T) {
+	svc := func(name, addr string) *launcher.Service {
+		return &launcher.Service{Proc: &launcher.Proc{Name: name}, Addr: addr}
+	}
+	p := &launcher.Patroni{}
+	for i, port := range []int{42001, 42002, 42003} {
+		name := fmt.Sprintf("pg%d", i+1)
+		p.Members = append(p.Members, &launcher.PatroniMember{Name: name, Port: port,
+			API: fmt.Sprintf("127.0.0.1:%d", port+100), Config: "/s/patroni/" + name + "/patroni.yml"})
+	}
+	c := &launcher.Cluster{URL: "http://127.0.0.1:8080", Patroni: p, Result: svc("result", "127.0.0.1:41004"),
+		Admin: svc("admin", "127.0.0.1:41005")}
+	var b bytes.Buffer
+	writeBanner(&b, c, ".surge", []string{"sync standby", "primary", "sync standby"})
+	got := b.String()
+	for _, want := range []string{
+		"postgres  pg1  127.0.0.1:42001  sync standby Patroni REST API http://127.0.0.1:42101\n",
+		"          pg2  127.0.0.1:42002  primary      Patroni REST API http://127.0.0.1:42102\n",
+		"          pg3  127.0.0.1:42003  sync standby Patroni REST API http://127.0.0.1:42103\n",
+		"curl -s http://127.0.0.1:42101/cluster", "patronictl -c /s/patroni/pg1/patroni.yml list",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("banner lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+// make run starts Postgres as 3 Patroni members unless told otherwise.
+func TestRunDefaultsToThreePatroniMembers(t *testing.T) {
+	cmd := runCommand(func(string) string { return "" })
+	f := cmd.Flags().Lookup("postgres-members")
+	if f == nil || f.DefValue != "3" {
+		t.Fatalf("--postgres-members: %+v, want a flag defaulting to 3", f)
 	}
 }

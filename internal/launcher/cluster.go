@@ -87,6 +87,9 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 	if opt.Dir, err = filepath.Abs(opt.Dir); err != nil {
 		return nil, err
 	}
+	if err := checkPostgresKind(opt.Dir, opt.PostgresMembers); err != nil {
+		return nil, err
+	}
 	logs := filepath.Join(opt.Dir, "logs")
 	if err := os.MkdirAll(logs, 0o755); err != nil {
 		return nil, err
@@ -101,15 +104,12 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	adminFile, err := secretFile(filepath.Join(opt.Dir, "admin.password"))
+	adminFile := filepath.Join(opt.Dir, "admin.password")
+	adminPassword, err := secret(adminFile)
 	if err != nil {
 		return nil, err
 	}
-	adminPassword, err := os.ReadFile(adminFile)
-	if err != nil {
-		return nil, err
-	}
-	c.AdminUser, c.AdminPassword = "admin", strings.TrimSpace(string(adminPassword))
+	c.AdminUser, c.AdminPassword = "admin", adminPassword
 
 	var extra []string
 	if opt.Netns != nil {
@@ -234,6 +234,39 @@ func Up(ctx context.Context, opt Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// checkPostgresKind refuses a state directory whose Postgres data is of
+// the other kind: a single Postgres (postgres/) when Patroni members are
+// asked for, or a Patroni cluster (patroni/) when one Postgres is. Started
+// anyway, the pipeline would run on an empty database beside the old one,
+// whose votes and orders it would never see, while the Redis AOFs it
+// replays are shared.
+func checkPostgresKind(dir string, members int) error {
+	single, patroni := filepath.Join(dir, "postgres"), filepath.Join(dir, "patroni")
+	has := func(path string) bool { _, err := os.Stat(path); return err == nil }
+	switch {
+	case members > 1 && has(filepath.Join(single, "PG_VERSION")):
+		return fmt.Errorf("%s holds the data of a single Postgres (from a run before Postgres ran as %d Patroni members), "+
+			"which is not carried over: start with --postgres-members 1 (make run ARGS='--postgres-members 1') to keep using it, "+
+			"or run `make clean` (it deletes %s: votes, orders, items) to start afresh on Patroni", single, members, dir)
+	case members <= 1 && has(filepath.Join(patroni, patroniLayoutFile)):
+		members := patroniMembersIn(patroni)
+		return fmt.Errorf("%s holds a Patroni cluster's data: start with --postgres-members %s (make run ARGS='--postgres-members %[2]s') "+
+			"to keep using it, or run `make clean` (it deletes %s) to start afresh on a single Postgres", patroni, members, dir)
+	}
+	return nil
+}
+
+// patroniMembersIn says how many members the cluster kept in dir has ("N"
+// if its layout cannot be read).
+func patroniMembersIn(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, patroniLayoutFile))
+	var l patroniLayout
+	if err != nil || json.Unmarshal(b, &l) != nil {
+		return "N"
+	}
+	return strconv.Itoa(len(l.Members))
 }
 
 // AddressesFile, in the state directory, holds the running pipeline's
@@ -475,6 +508,18 @@ func secretFile(path string) (string, error) {
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
 	return path, nil
+}
+
+// secret returns the key kept in path, generated (secretFile) if missing.
+func secret(path string) (string, error) {
+	if _, err := secretFile(path); err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // randomHex returns n random bytes in hex: keys, passwords, tokens.

@@ -23,10 +23,12 @@ type Etcd struct {
 // elect a leader within seconds when idle.
 const etcdReady = time.Minute
 
-// StartEtcd starts an n-member etcd cluster with each member's data under
-// dir, and waits until every member reports itself healthy (a leader is
-// elected). On error, whatever started is stopped.
-func StartEtcd(ctx context.Context, dir string, n int) (_ *Etcd, err error) {
+// StartEtcd starts an etcd cluster, one member on each of ports, with each
+// member's data under dir, and waits until every member reports itself
+// healthy (a leader is elected). Started again on the same dir with the
+// same ports, the members resume from their data: etcd then ignores the
+// initial-cluster flags. On error, whatever started is stopped.
+func StartEtcd(ctx context.Context, dir string, ports []EtcdPorts, token string) (_ *Etcd, err error) {
 	bin, err := LookBinary("etcd")
 	if err != nil {
 		return nil, err
@@ -38,21 +40,12 @@ func StartEtcd(ctx context.Context, dir string, n int) (_ *Etcd, err error) {
 		}
 	}()
 	var peers, cluster []string
-	for i := range n {
-		client, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		peer, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		e.Clients = append(e.Clients, addr(client))
-		peers = append(peers, "http://"+addr(peer))
-		cluster = append(cluster, fmt.Sprintf("etcd%d=http://%s", i+1, addr(peer)))
+	for i, p := range ports {
+		e.Clients = append(e.Clients, addr(p.Client))
+		peers = append(peers, "http://"+addr(p.Peer))
+		cluster = append(cluster, fmt.Sprintf("etcd%d=http://%s", i+1, addr(p.Peer)))
 	}
-	token := randomHex(8) // a cluster never joins another one's members
-	for i := range n {
+	for i := range ports {
 		name := fmt.Sprintf("etcd%d", i+1)
 		data := filepath.Join(dir, name)
 		if err := os.MkdirAll(data, 0o700); err != nil {
@@ -104,9 +97,13 @@ func etcdHealthy(ctx context.Context, client *http.Client, addr string) error {
 	return nil
 }
 
-// Close kills every member. Its data is the caller's to remove.
+// Close stops every member (SIGTERM, then SIGKILL after a grace period;
+// etcd fsyncs its log before it answers, so either way its data is whole).
+// One at a time: a leader stopping hands its leadership to a live member
+// first, and waits for that handover for seconds if the others are
+// stopping too. Its data is the caller's to remove.
 func (e *Etcd) Close() {
 	for _, p := range e.Members {
-		p.Kill()
+		_ = p.Stop(10 * time.Second)
 	}
 }

@@ -72,8 +72,8 @@ type PatroniMember struct {
 	API     string // Patroni's REST API, host:port
 	DataDir string
 	Log     string // Patroni's log, with Postgres's start-up lines
-	config  string
-	proc    *Proc // nil while the member is down
+	Config  string // Patroni's configuration (patronictl -c Config list)
+	proc    *Proc  // nil while the member is down
 }
 
 // patroniReady bounds a fresh cluster's start on a loaded 2-core machine:
@@ -83,8 +83,12 @@ const patroniReady = 3 * time.Minute
 
 // StartPatroni starts etcd and opt.Members Patroni members with their state
 // under dir, waits for a primary with a synchronous standby, and creates
-// the surge database. As root, Patroni and Postgres run as the postgres
-// user. On error, whatever started is stopped.
+// the surge database if it is missing. As root, Patroni and Postgres run as
+// the postgres user. On error, whatever started is stopped.
+//
+// Started again on the same dir (after Close), it resumes the same
+// cluster: etcd's and every member's data, the same ports and passwords
+// (kept in dir, see patroniLayout and patroniSecrets).
 func StartPatroni(ctx context.Context, dir string, opt PatroniOptions) (_ *Patroni, err error) {
 	opt.defaults()
 	if opt.Members < 2 {
@@ -101,19 +105,26 @@ func StartPatroni(ctx context.Context, dir string, opt PatroniOptions) (_ *Patro
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("patroni dir: %w", err)
 	}
-	p := &Patroni{User: "surge", Password: randomHex(16), Database: "surge", opt: opt, bin: bin, dir: dir, cred: cred,
+	layout, err := patroniLayoutIn(dir, opt.Members, 3)
+	if err != nil {
+		return nil, err
+	}
+	pw, err := patroniSecretsIn(dir)
+	if err != nil {
+		return nil, err
+	}
+	p := &Patroni{User: "surge", Password: pw.superuser, Database: "surge", opt: opt, bin: bin, dir: dir, cred: cred,
 		client: &http.Client{Timeout: 2 * time.Second}}
 	defer func() {
 		if err != nil {
 			p.Close()
 		}
 	}()
-	if p.Etcd, err = StartEtcd(ctx, dir, 3); err != nil {
+	if p.Etcd, err = StartEtcd(ctx, dir, layout.Etcd, layout.EtcdToken); err != nil {
 		return nil, err
 	}
-	replPassword, rewindPassword := randomHex(16), randomHex(16)
-	for i := range opt.Members {
-		m, err := p.newMember(i, binDir, replPassword, rewindPassword)
+	for i, ports := range layout.Members {
+		m, err := p.newMember(i, ports, binDir, pw)
 		if err != nil {
 			return nil, err
 		}
@@ -130,13 +141,8 @@ func StartPatroni(ctx context.Context, dir string, opt PatroniOptions) (_ *Patro
 	if err != nil {
 		return nil, fmt.Errorf("start patroni: %w\n%s", err, tail(p.Members[0].Log, 2000))
 	}
-	conn, err := pgx.Connect(ctx, p.memberURL(primary, "postgres"))
-	if err != nil {
-		return nil, fmt.Errorf("start patroni: %w", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+p.Database); err != nil {
-		return nil, fmt.Errorf("start patroni: create database: %w", err)
+	if err := p.createDatabase(ctx, primary); err != nil {
+		return nil, err
 	}
 	// pgx tries the next host of a multi-host URL after most errors, but
 	// not after "database does not exist": wait until every standby has
@@ -156,19 +162,53 @@ func StartPatroni(ctx context.Context, dir string, opt PatroniOptions) (_ *Patro
 	return p, nil
 }
 
-func (p *Patroni) newMember(i int, binDir, replPassword, rewindPassword string) (*PatroniMember, error) {
-	pgPort, err := FreePort()
+// createDatabase creates the surge database on the primary, unless an
+// earlier start did.
+func (p *Patroni) createDatabase(ctx context.Context, primary int) error {
+	conn, err := pgx.Connect(ctx, p.memberURL(primary, "postgres"))
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("start patroni: %w", err)
 	}
-	apiPort, err := FreePort()
-	if err != nil {
-		return nil, err
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", p.Database).Scan(&exists); err != nil {
+		return fmt.Errorf("start patroni: look for database %s: %w", p.Database, err)
 	}
+	if exists {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+p.Database); err != nil {
+		return fmt.Errorf("start patroni: create database: %w", err)
+	}
+	return nil
+}
+
+// patroniSecrets are the passwords of a cluster's roles. Patroni creates
+// the roles once, when it bootstraps the cluster, so a restart must give
+// it the same ones: each is kept in a file of its own (0600) in the
+// cluster's directory, generated at the first start.
+type patroniSecrets struct{ superuser, replication, rewind string }
+
+func patroniSecretsIn(dir string) (patroniSecrets, error) {
+	var s patroniSecrets
+	for _, f := range []struct {
+		name string
+		into *string
+	}{{"superuser.password", &s.superuser}, {"replication.password", &s.replication}, {"rewind.password", &s.rewind}} {
+		var err error
+		if *f.into, err = secret(filepath.Join(dir, f.name)); err != nil {
+			return s, fmt.Errorf("patroni: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func (p *Patroni) newMember(i int, ports MemberPorts, binDir string, pw patroniSecrets) (*PatroniMember, error) {
+	pgPort, apiPort := ports.Postgres, ports.API
 	name := fmt.Sprintf("pg%d", i+1)
 	home := filepath.Join(p.dir, name)
 	m := &PatroniMember{Name: name, Port: pgPort, API: addr(apiPort), DataDir: filepath.Join(home, "data"),
-		Log: filepath.Join(p.dir, name+".log"), config: filepath.Join(home, "patroni.yml")}
+		Log: filepath.Join(p.dir, name+".log"), Config: filepath.Join(home, "patroni.yml")}
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, fmt.Errorf("patroni %s: %w", name, err)
 	}
@@ -215,8 +255,8 @@ func (p *Patroni) newMember(i int, binDir, replPassword, rewindPassword string) 
 			"pgpass":          filepath.Join(home, "pgpass"),
 			"authentication": map[string]any{
 				"superuser":   map[string]any{"username": p.User, "password": p.Password},
-				"replication": map[string]any{"username": "replicator", "password": replPassword},
-				"rewind":      map[string]any{"username": "rewinder", "password": rewindPassword},
+				"replication": map[string]any{"username": "replicator", "password": pw.replication},
+				"rewind":      map[string]any{"username": "rewinder", "password": pw.rewind},
 			},
 			"parameters": map[string]any{"unix_socket_directories": home},
 			// A new standby's base backup starts at once, not after a
@@ -228,11 +268,11 @@ func (p *Patroni) newMember(i int, binDir, replPassword, rewindPassword string) 
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(m.config, b, 0o600); err != nil {
+	if err := os.WriteFile(m.Config, b, 0o600); err != nil {
 		return nil, fmt.Errorf("patroni %s: %w", name, err)
 	}
 	if p.cred != nil {
-		for _, path := range []string{home, m.config} {
+		for _, path := range []string{home, m.Config} {
 			if err := os.Chown(path, int(p.cred.Uid), int(p.cred.Gid)); err != nil {
 				return nil, fmt.Errorf("patroni %s: %w", name, err)
 			}
@@ -252,8 +292,8 @@ func (p *Patroni) StartMember(i int) error {
 	if m.proc != nil {
 		return fmt.Errorf("patroni %s is running", m.Name)
 	}
-	home := filepath.Dir(m.config)
-	proc, err := StartProc(ProcSpec{Name: "patroni " + m.Name, Path: p.bin, Args: []string{m.config}, Log: m.Log,
+	home := filepath.Dir(m.Config)
+	proc, err := StartProc(ProcSpec{Name: "patroni " + m.Name, Path: p.bin, Args: []string{m.Config}, Log: m.Log,
 		Cred: p.cred, Dir: home, Env: []string{"HOME=" + home}})
 	if err != nil {
 		return err

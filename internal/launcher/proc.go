@@ -243,7 +243,7 @@ func LookBinary(name string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("%s not found: run `make deps` (installs redis-server, postgresql and haproxy)", name)
+	return "", fmt.Errorf("%s not found: run `make deps` (installs redis-server, postgresql, haproxy, etcd and patroni)", name)
 }
 
 // PostgresBinDir returns the newest /usr/lib/postgresql/<version>/bin.
@@ -262,7 +262,7 @@ func PostgresBinDir() (string, error) {
 	if p, err := exec.LookPath("initdb"); err == nil {
 		return filepath.Dir(p), nil
 	}
-	return "", errors.New("postgresql not found: run `make deps` (installs redis-server, postgresql and haproxy)")
+	return "", errors.New("postgresql not found: run `make deps` (installs redis-server, postgresql, haproxy, etcd and patroni)")
 }
 
 // tail returns the last bytes of a log file, for error messages.

@@ -17,6 +17,14 @@ import (
 // It is stopped and its data removed when the test ends.
 func Patroni(t testing.TB, n int) *launcher.Patroni {
 	t.Helper()
+	return PatroniOn(t, PatroniDir(t), n)
+}
+
+// PatroniDir returns a directory for a Patroni cluster's state, removed
+// when the test ends unless it failed (then its path is logged). It skips
+// the test in -short.
+func PatroniDir(t testing.TB) string {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("needs patroni, etcd and postgres (skipped in -short)")
 	}
@@ -27,11 +35,25 @@ func Patroni(t testing.TB, n int) *launcher.Patroni {
 		t.Fatal(err)
 	}
 	os.Chmod(dir, 0o755)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("logs and data kept in %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	return dir
+}
+
+// PatroniOn starts (or starts again) the Patroni cluster of n members kept
+// in dir (see PatroniDir), and waits for a primary with a synchronous
+// standby. It is stopped when the test ends, if the test has not closed it.
+func PatroniOn(t testing.TB, dir string, n int) *launcher.Patroni {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), PatroniStart)
 	defer cancel()
 	p, err := launcher.StartPatroni(ctx, dir, launcher.PatroniOptions{Members: n})
 	if err != nil {
-		os.RemoveAll(dir)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -40,10 +62,7 @@ func Patroni(t testing.TB, n int) *launcher.Patroni {
 			for _, m := range p.Members {
 				t.Logf("%s's log, last lines:\n%s", m.Name, lastLines(m.Log, 40))
 			}
-			t.Logf("logs and data kept in %s", dir)
-			return
 		}
-		os.RemoveAll(dir)
 	})
 	return p
 }
