@@ -80,7 +80,7 @@ test-stack:
 
 .PHONY: bench load
 
-# The performance ratios, side by side in one run (5 to 10 minutes on 2 cores;
+# The performance ratios, side by side in one run (7 to 12 minutes on 2 cores;
 # not part of `make test`): bench/results.json and the table in bench/README.md.
 bench: deps build
 	$(GO) build -o $(BIN)/ ./bench/bare

@@ -30,7 +30,7 @@ func benchCluster(ctx context.Context, o options, res *Results) error {
 		dir := filepath.Join(o.dir, fmt.Sprintf("cluster-%d", round+1))
 		os.MkdirAll(dir, 0o755)
 		os.Chmod(dir, 0o755)
-		c, err := launcher.Up(ctx, launcher.Options{Dir: dir, BinDir: o.bin, Shards: 2, Workers: 2})
+		c, err := launcher.Up(ctx, launcher.Options{Dir: dir, BinDir: o.bin, Shards: 2, Workers: 2, WebEnv: benchLimits})
 		if err != nil {
 			return err
 		}

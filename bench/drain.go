@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,6 +23,7 @@ import (
 	"github.com/surge-vote/surge/internal/launcher"
 	"github.com/surge-vote/surge/internal/postgres"
 	"github.com/surge-vote/surge/internal/redis"
+	"github.com/surge-vote/surge/internal/status"
 	"github.com/surge-vote/surge/internal/surge"
 )
 
@@ -82,55 +84,11 @@ func benchDrain(ctx context.Context, o options, res *Results) error {
 		d.BatchSize = strconv.Itoa(o.drainBatch)
 	}
 
-	var ps procs
-	defer ps.stop()
-	pgDir := filepath.Join(o.dir, "drain-postgres")
-	os.MkdirAll(pgDir, 0o755)
-	port, err := launcher.FreePort()
+	db, err := startStore(ctx, o, "drain-postgres")
 	if err != nil {
 		return err
 	}
-	pg, err := launcher.StartPostgres(ctx, filepath.Join(pgDir, "data"), port)
-	if err != nil {
-		return err
-	}
-	defer pg.Stop(30 * time.Second)
-	adminURL := fmt.Sprintf("postgres://surge@127.0.0.1:%d/postgres?sslmode=disable", pg.Port)
-	freshDB := func(name string) (string, error) {
-		conn, err := pgx.Connect(ctx, adminURL)
-		if err != nil {
-			return "", err
-		}
-		defer conn.Close(ctx)
-		conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name)
-		if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-			return "", err
-		}
-		url := fmt.Sprintf("postgres://surge@127.0.0.1:%d/%s?sslmode=disable", pg.Port, name)
-		db, err := postgres.Open(ctx, postgres.Config{URL: url, MaxConns: 2})
-		if err != nil {
-			return "", err
-		}
-		defer db.Close()
-		if err := db.Migrate(ctx); err != nil {
-			return "", err
-		}
-		if o.dropFK { // diagnosis only: what the per-row foreign key to the counter rows costs
-			if _, err := db.Pool.Exec(ctx, `DO $$DECLARE c text; BEGIN
-				FOR c IN SELECT conname FROM pg_constraint WHERE conrelid = 'votes'::regclass AND contype = 'f' LOOP
-					EXECUTE format('ALTER TABLE votes DROP CONSTRAINT %I', c);
-				END LOOP; END$$`); err != nil {
-				return "", err
-			}
-		}
-		return url, db.EnsurePolls(ctx, surge.DefaultPolls())
-	}
-	dropDB := func(name string) {
-		if conn, err := pgx.Connect(ctx, adminURL); err == nil {
-			conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-			conn.Close(ctx)
-		}
-	}
+	defer db.stop()
 
 	var prefill, work, copyMerge, copyOnly, mergeOnly, naive8, naive1 []float64
 	cpuWork, cpuCopy := map[string][]float64{}, map[string][]float64{}
@@ -138,119 +96,39 @@ func benchDrain(ctx context.Context, o options, res *Results) error {
 	d.CheckedOut = true
 	for round := range o.rounds {
 		// 1. The workers, from a backlog spread over the shards.
-		var rs procs
-		var addrs []string
-		var redisPids []int
-		var clients []*goredis.Client
-		for s := range shards {
-			r, err := startRedis(ctx, o, &rs, fmt.Sprintf("drain-redis-%d-%d", round+1, s+1))
-			if err != nil {
-				rs.stop()
-				return err
-			}
-			addrs = append(addrs, r.Addr)
-			redisPids = append(redisPids, r.Pid())
-			clients = append(clients, goredis.NewClient(&goredis.Options{Addr: r.Addr}))
-		}
-		closeAll := func() {
-			for _, c := range clients {
-				c.Close()
-			}
-			rs.stop()
-			for s := range shards {
-				os.RemoveAll(filepath.Join(o.dir, fmt.Sprintf("drain-redis-%d-%d", round+1, s+1)))
-			}
-		}
-		t := time.Now()
-		if err := fill(ctx, clients, b.fields); err != nil {
-			closeAll()
-			return err
-		}
-		prefill = append(prefill, float64(len(b.fields))/time.Since(t).Seconds())
-		name := fmt.Sprintf("drain_%d", round+1)
-		url, err := freshDB(name)
-		if err != nil {
-			closeAll()
-			return err
-		}
-		env := []string{"SURGE_SHARDS=" + strings.Join(addrs, ","), "SURGE_POSTGRES_URL=" + url}
-		if o.drainBatch > 0 {
-			env = append(env, "SURGE_BATCH_SIZE="+strconv.Itoa(o.drainBatch))
-		}
-		pgBefore := procCPU(pg.Pid(), true)
-		var redisBefore time.Duration
-		for _, p := range redisPids {
-			redisBefore += procCPU(p, false)
-		}
-		start := time.Now()
-		var ws procs
-		for w := range workers {
-			port, err := launcher.FreePort()
-			if err != nil {
-				closeAll()
-				return err
-			}
-			p, err := launcher.StartProc(launcher.ProcSpec{Name: fmt.Sprintf("drain-worker-%d", w+1), Path: filepath.Join(o.bin, "worker"),
-				Env: append([]string{"SURGE_LISTEN=127.0.0.1:" + strconv.Itoa(port), "SURGE_NAME=" + fmt.Sprintf("worker-%d", w+1),
-					"SURGE_LOG_LEVEL=warn"}, env...),
-				Log: filepath.Join(o.dir, "logs", fmt.Sprintf("drain-worker-%d-%d.log", round+1, w+1))})
-			if err != nil {
-				closeAll()
-				return err
-			}
-			ws.add(p)
-		}
-		err = waitDrained(ctx, clients, len(b.fields), 10*time.Minute)
-		took := time.Since(start)
-		var workerCPU, redisCPU time.Duration
-		for _, p := range ws {
-			workerCPU += procCPU(p.Pid(), false)
-		}
-		for _, p := range redisPids {
-			redisCPU += procCPU(p, false)
-		}
-		backends, berr := backendPids(ctx, adminURL, name)
-		ws.stop()
-		closeAll()
+		run, err := drainWorkers(ctx, o, db, fmt.Sprintf("drain_%d", round+1), b, shards, workers, 1)
 		if err != nil {
 			return err
 		}
-		if berr != nil {
-			return berr
+		for k, v := range run.cpu {
+			cpuWork[k] = append(cpuWork[k], perVote(v))
 		}
-		// The workers' backends count in the postmaster's CPU once reaped.
-		if err := reaped(ctx, backends...); err != nil {
-			return err
-		}
-		cpuWork["worker"] = append(cpuWork["worker"], perVote(workerCPU))
-		cpuWork["redis"] = append(cpuWork["redis"], perVote(redisCPU-redisBefore))
-		cpuWork["postgres"] = append(cpuWork["postgres"], perVote(procCPU(pg.Pid(), true)-pgBefore))
-		work = append(work, float64(len(b.votes))/took.Seconds())
-		if ok, why := checkCounts(ctx, url, b); !ok {
+		prefill, work = append(prefill, run.prefill), append(work, run.votesPerSecond(b))
+		if run.counts != "" {
 			d.CheckedOut = false
-			res.Notes = append(res.Notes, fmt.Sprintf("drain round %d: the counts differ from the backlog: %s", round+1, why))
+			res.Notes = append(res.Notes, fmt.Sprintf("drain round %d: the counts differ from the backlog: %s", round+1, run.counts))
 		}
-		dropDB(name)
-		say(o, "  drain round %d: prefill %.0f/s; workers %.0f votes/s (%s for %d votes)", round+1, prefill[round], work[round], took.Round(time.Millisecond), len(b.votes))
+		say(o, "  drain round %d: prefill %.0f/s; workers %.0f votes/s (%s for %d votes)", round+1, prefill[round], work[round], run.took.Round(time.Millisecond), len(b.votes))
 
 		// 2. The same rows by COPY into a staging table and one merge.
-		name = fmt.Sprintf("copy_%d", round+1)
-		if url, err = freshDB(name); err != nil {
+		name := fmt.Sprintf("copy_%d", round+1)
+		url, err := db.fresh(ctx, name)
+		if err != nil {
 			return err
 		}
-		pgBefore, selfBefore := procCPU(pg.Pid(), true), selfCPU()
+		pgBefore, selfBefore := procCPU(db.pg.Pid(), true), selfCPU()
 		cp, mg, err := copyAndMerge(ctx, url, b)
 		if err != nil {
 			return err
 		}
 		clientCPU := selfCPU() - selfBefore
-		cpuCopy["postgres"] = append(cpuCopy["postgres"], perVote(procCPU(pg.Pid(), true)-pgBefore))
+		cpuCopy["postgres"] = append(cpuCopy["postgres"], perVote(procCPU(db.pg.Pid(), true)-pgBefore))
 		cpuCopy["client"] = append(cpuCopy["client"], perVote(clientCPU))
 		if ok, why := checkCounts(ctx, url, b); !ok {
 			d.CheckedOut = false
-			res.Notes = append(res.Notes, fmt.Sprintf("copy round %d: the counts differ from the backlog: %s", round+1, why))
+			res.Notes = append(res.Notes, fmt.Sprintf("drain, COPY + merge round %d: the counts differ from the backlog: %s", round+1, why))
 		}
-		dropDB(name)
+		db.drop(ctx, name)
 		n := float64(len(b.votes))
 		copyMerge = append(copyMerge, n/(cp+mg).Seconds())
 		copyOnly, mergeOnly = append(copyOnly, n/cp.Seconds()), append(mergeOnly, n/mg.Seconds())
@@ -259,14 +137,14 @@ func benchDrain(ctx context.Context, o options, res *Results) error {
 		// 3. The naive way: one upsert statement per row, autocommit.
 		for _, clients := range []int{8, 1} {
 			name = fmt.Sprintf("naive_%d_%d", clients, round+1)
-			if url, err = freshDB(name); err != nil {
+			if url, err = db.fresh(ctx, name); err != nil {
 				return err
 			}
 			rate, err := naiveUpserts(ctx, url, b, clients, 4*time.Second)
 			if err != nil {
 				return err
 			}
-			dropDB(name)
+			db.drop(ctx, name)
 			if clients == 8 {
 				naive8 = append(naive8, rate)
 			} else {
@@ -281,25 +159,202 @@ func benchDrain(ctx context.Context, o options, res *Results) error {
 	d.Prefill, d.Worker = figure("/s", prefill), figure("votes/s", work)
 	d.CopyMerge, d.CopyOnly, d.MergeOnly = figure("rows/s", copyMerge), figure("rows/s", copyOnly), figure("rows/s", mergeOnly)
 	d.Naive, d.Naive1 = figure("rows/s", naive8), figure("rows/s", naive1)
-	d.CPUWorkers, d.CPUCopy = map[string]Figure{}, map[string]Figure{}
-	for k, xs := range cpuWork {
-		d.CPUWorkers[k] = figure("µs", xs)
-	}
-	for k, xs := range cpuCopy {
-		d.CPUCopy[k] = figure("µs", xs)
-	}
+	d.CPUWorkers, d.CPUCopy = figures("µs", cpuWork), figures("µs", cpuCopy)
 	return nil
 }
 
-// fill appends the entries round robin over the shards, 1,000 per
-// pipeline, the shards in parallel.
-func fill(ctx context.Context, clients []*goredis.Client, fields [][]any) error {
+// store is a drain phase's Postgres (synchronous commit): one cluster, a
+// fresh migrated database for each measurement.
+type store struct {
+	pg       *launcher.Postgres
+	adminURL string
+	dropFK   bool
+}
+
+// startStore starts the cluster in o.dir/dir.
+func startStore(ctx context.Context, o options, dir string) (*store, error) {
+	dir = filepath.Join(o.dir, dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	port, err := launcher.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	pg, err := launcher.StartPostgres(ctx, filepath.Join(dir, "data"), port)
+	if err != nil {
+		return nil, err
+	}
+	return &store{pg: pg, adminURL: fmt.Sprintf("postgres://surge@127.0.0.1:%d/postgres?sslmode=disable", pg.Port), dropFK: o.dropFK}, nil
+}
+
+func (s *store) stop() { s.pg.Stop(30 * time.Second) }
+
+// fresh (re)creates database name with surge's schema and default polls,
+// and returns its URL.
+func (s *store) fresh(ctx context.Context, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, s.adminURL)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", fmt.Errorf("create database %s: %w", name, err)
+	}
+	url := fmt.Sprintf("postgres://surge@127.0.0.1:%d/%s?sslmode=disable", s.pg.Port, name)
+	db, err := postgres.Open(ctx, postgres.Config{URL: url, MaxConns: 2})
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		return "", err
+	}
+	if s.dropFK { // diagnosis only: what the per-row foreign key to the counter rows costs
+		if _, err := db.Pool.Exec(ctx, `DO $$DECLARE c text; BEGIN
+			FOR c IN SELECT conname FROM pg_constraint WHERE conrelid = 'votes'::regclass AND contype = 'f' LOOP
+				EXECUTE format('ALTER TABLE votes DROP CONSTRAINT %I', c);
+			END LOOP; END$$`); err != nil {
+			return "", err
+		}
+	}
+	return url, db.EnsurePolls(ctx, surge.DefaultPolls())
+}
+
+func (s *store) drop(ctx context.Context, name string) {
+	if conn, err := pgx.Connect(ctx, s.adminURL); err == nil {
+		conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		conn.Close(ctx)
+	}
+}
+
+// workersRun is one drain by the worker processes.
+type workersRun struct {
+	took    time.Duration            // from the workers' start until every entry is acknowledged
+	prefill float64                  // entries written to the shards per second, before
+	cpu     map[string]time.Duration // by process: worker, redis, postgres
+	// Entries the workers committed, and copies they acknowledged without
+	// a trip to Postgres (their event was committed from another copy).
+	applied, skipped float64
+	counts           string // how the counts differ from the backlog's; "" if they do not
+}
+
+func (r workersRun) votesPerSecond(b *backlog) float64 {
+	return float64(len(b.votes)) / r.took.Seconds()
+}
+
+// drainWorkers writes b's votes to shards fresh Redis shards, each vote to
+// copies of them, then starts workers worker processes (default settings
+// but o.drainBatch) on a fresh database, name, and times them until every
+// entry is acknowledged; it then checks the counts.
+func drainWorkers(ctx context.Context, o options, db *store, name string, b *backlog, shards, workers, copies int) (workersRun, error) {
+	var run workersRun
+	var rs procs
+	defer func() {
+		rs.stop()
+		for s := range shards { // their AOFs are as large as the backlog
+			os.RemoveAll(filepath.Join(o.dir, fmt.Sprintf("%s-redis-%d", name, s+1)))
+		}
+	}()
+	var addrs []string
+	var redisPids []int
+	var clients []*goredis.Client
+	for s := range shards {
+		r, err := startRedis(ctx, o, &rs, fmt.Sprintf("%s-redis-%d", name, s+1))
+		if err != nil {
+			return run, err
+		}
+		c := goredis.NewClient(&goredis.Options{Addr: r.Addr})
+		defer c.Close()
+		addrs, redisPids, clients = append(addrs, r.Addr), append(redisPids, r.Pid()), append(clients, c)
+	}
+	t := time.Now()
+	if err := fill(ctx, clients, b.fields, copies); err != nil {
+		return run, err
+	}
+	run.prefill = float64(len(b.fields)*copies) / time.Since(t).Seconds()
+	url, err := db.fresh(ctx, name)
+	if err != nil {
+		return run, err
+	}
+	defer db.drop(ctx, name)
+	env := []string{"SURGE_SHARDS=" + strings.Join(addrs, ","), "SURGE_POSTGRES_URL=" + url, "SURGE_LOG_LEVEL=warn"}
+	if o.drainBatch > 0 {
+		env = append(env, "SURGE_BATCH_SIZE="+strconv.Itoa(o.drainBatch))
+	}
+	pgBefore, redisBefore := procCPU(db.pg.Pid(), true), sumCPU(redisPids)
+	start := time.Now()
+	var ws procs
+	defer ws.stop()
+	var listen []string
+	var workerPids []int
+	for w := range workers {
+		port, err := launcher.FreePort()
+		if err != nil {
+			return run, err
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		p, err := launcher.StartProc(launcher.ProcSpec{Name: fmt.Sprintf("%s-worker-%d", name, w+1), Path: filepath.Join(o.bin, "worker"),
+			Env: append([]string{"SURGE_LISTEN=" + addr, "SURGE_NAME=" + fmt.Sprintf("worker-%d", w+1)}, env...),
+			Log: filepath.Join(o.dir, "logs", fmt.Sprintf("%s-worker-%d.log", name, w+1))})
+		if err != nil {
+			return run, err
+		}
+		ws.add(p)
+		listen, workerPids = append(listen, addr), append(workerPids, p.Pid())
+	}
+	err = waitDrained(ctx, clients, len(b.fields)*copies, 10*time.Minute)
+	run.took = time.Since(start)
+	run.cpu = map[string]time.Duration{"worker": sumCPU(workerPids), "redis": sumCPU(redisPids) - redisBefore}
+	if err != nil {
+		return run, err
+	}
+	rep := status.Gather(ctx, http.DefaultClient, status.Targets{Workers: listen}, 3*time.Second)
+	for _, s := range rep.Services {
+		run.applied += s.Sum("surge_worker_entries_applied_total")
+		run.skipped += s.Sum("surge_worker_copies_skipped_total")
+	}
+	backends, err := backendPids(ctx, db.adminURL, name)
+	if err != nil {
+		return run, err
+	}
+	ws.stop()
+	// The workers' backends count in the postmaster's CPU once reaped.
+	if err := reaped(ctx, backends...); err != nil {
+		return run, err
+	}
+	run.cpu["postgres"] = procCPU(db.pg.Pid(), true) - pgBefore
+	if ok, why := checkCounts(ctx, url, b); !ok {
+		run.counts = why
+	}
+	return run, nil
+}
+
+// sumCPU is the CPU time the processes have used, together.
+func sumCPU(pids []int) time.Duration {
+	var t time.Duration
+	for _, p := range pids {
+		t += procCPU(p, false)
+	}
+	return t
+}
+
+// fill appends each entry to copies consecutive shards of the ring, entry i
+// from shard i mod n on (as package copies writes a vote from its
+// frontend's shard on, so an entry's copies sit at about the same place in
+// their streams), 1,000 per pipeline, the shards in parallel.
+func fill(ctx context.Context, clients []*goredis.Client, fields [][]any, copies int) error {
+	n := len(clients)
 	var wg sync.WaitGroup
-	errs := make([]error, len(clients))
+	errs := make([]error, n)
 	for s, c := range clients {
 		wg.Go(func() {
 			pipe := c.Pipeline()
-			for i := s; i < len(fields); i += len(clients) {
+			for i := range fields {
+				if (s-i%n+n)%n >= copies {
+					continue
+				}
 				pipe.XAdd(ctx, &goredis.XAddArgs{Stream: redis.DefaultStream, Values: fields[i]})
 				if pipe.Len() == 1000 {
 					if _, err := pipe.Exec(ctx); err != nil {
@@ -308,8 +363,10 @@ func fill(ctx context.Context, clients []*goredis.Client, fields [][]any) error 
 					}
 				}
 			}
-			if _, err := pipe.Exec(ctx); err != nil && pipe.Len() > 0 {
-				errs[s] = err
+			if pipe.Len() > 0 {
+				if _, err := pipe.Exec(ctx); err != nil {
+					errs[s] = err
+				}
 			}
 		})
 	}

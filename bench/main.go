@@ -10,32 +10,36 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 )
 
 type options struct {
-	bin        string
-	dir        string
-	out        string
-	readme     string
-	rounds     int
-	measure    time.Duration // each throughput measurement
-	votes      int           // drain backlog
-	conns      int
-	drainBatch int  // SURGE_BATCH_SIZE for the drain's workers; 0 = the worker's default
-	dropFK     bool // diagnosis: drain into votes without its foreign key to poll_options
-	only       map[string]bool
-	log        io.Writer
+	bin         string
+	dir         string
+	out         string
+	readme      string
+	rounds      int
+	measure     time.Duration // each throughput measurement
+	votes       int           // drain backlog
+	copiesVotes int           // the copies phase's drain backlog
+	conns       int
+	drainBatch  int  // SURGE_BATCH_SIZE for the drain's workers; 0 = the worker's default
+	dropFK      bool // diagnosis: drain into votes without its foreign key to poll_options
+	only        map[string]bool
+	log         io.Writer
 }
 
 func main() {
@@ -48,10 +52,11 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of each measurement (the figure is their median)")
 	flag.DurationVar(&o.measure, "measure", 5*time.Second, "length of each throughput measurement")
 	flag.IntVar(&o.votes, "votes", 1_000_000, "votes in the drain backlog")
+	flag.IntVar(&o.copiesVotes, "copies-votes", 200_000, "votes in the copies phase's drain backlog (each written once and twice)")
 	flag.IntVar(&o.conns, "connections", 64, "concurrent requests of the load tool")
 	flag.IntVar(&o.drainBatch, "drain-batch", 0, "worker batch size for the drain (0: the worker's default)")
 	flag.BoolVar(&o.dropFK, "drop-fk", false, "diagnosis: drop the votes → poll_options foreign key in the drain's databases (both ways)")
-	flag.StringVar(&only, "only", "", "run only these phases (comma-separated: capture,haproxy,drain,cluster)")
+	flag.StringVar(&only, "only", "", "run only these phases (comma-separated: capture,haproxy,drain,cluster,copies); the other phases' figures are kept from --out")
 	flag.Parse()
 	o.only = map[string]bool{}
 	for _, p := range strings.FieldsFunc(only, func(r rune) bool { return r == ',' }) {
@@ -96,16 +101,14 @@ func run(ctx context.Context, o options) error {
 	say(o, "surge bench: %d rounds, %s per throughput measurement, %d connections", o.rounds, o.measure, o.conns)
 	say(o, "machine: %s, %d cores, %.1f GB, load average %s", res.Machine.CPU, res.Machine.Cores, res.Machine.MemoryGB, res.Machine.LoadAvg)
 
-	steal := readCPU()
-	phases := []struct {
-		name string
-		run  func(context.Context, options, *Results) error
-	}{
-		{"capture", benchCapture},
-		{"haproxy", benchHAProxy},
-		{"drain", benchDrain},
-		{"cluster", benchCluster},
+	if len(o.only) > 0 {
+		res.Only = slices.Sorted(maps.Keys(o.only))
+		if err := res.keep(o.out, o.only); err != nil {
+			return err
+		}
 	}
+
+	steal := readCPU()
 	for _, p := range phases {
 		if len(o.only) > 0 && !o.only[p.name] {
 			continue
@@ -116,7 +119,8 @@ func run(ctx context.Context, o options) error {
 		if err := p.run(ctx, o, res); err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
-		info := PhaseInfo{Name: p.name, Seconds: time.Since(t).Seconds(), StealPct: readCPU().stealSince(before), LoadAvg: loadAvg()}
+		info := PhaseInfo{Name: p.name, Date: res.Date, Rounds: o.rounds, Seconds: time.Since(t).Seconds(),
+			StealPct: readCPU().stealSince(before), LoadAvg: loadAvg()}
 		info.CPUPressure, info.IOPressure = readPressure().since(pressed, time.Since(t))
 		res.Phases = append(res.Phases, info)
 		if ctx.Err() != nil {
@@ -131,6 +135,7 @@ func run(ctx context.Context, o options) error {
 			}
 		}
 	}
+	slices.SortStableFunc(res.Phases, func(a, b PhaseInfo) int { return cmp.Compare(phaseIndex(a.Name), phaseIndex(b.Name)) })
 	res.Seconds = time.Since(start).Seconds()
 	res.StealPct = readCPU().stealSince(steal)
 	res.evaluate()
@@ -148,6 +153,25 @@ func run(ctx context.Context, o options) error {
 	}
 	say(o, "\n%s\nwritten: %s, %s (in %s)", table, o.out, o.readme, time.Since(start).Round(time.Second))
 	return nil
+}
+
+// phase is one part of the bench; --only picks some by name.
+type phase struct {
+	name string
+	run  func(context.Context, options, *Results) error
+}
+
+// phases run in this order.
+var phases = []phase{
+	{"capture", benchCapture},
+	{"haproxy", benchHAProxy},
+	{"drain", benchDrain},
+	{"cluster", benchCluster},
+	{"copies", benchCopies},
+}
+
+func phaseIndex(name string) int {
+	return slices.IndexFunc(phases, func(p phase) bool { return p.name == name })
 }
 
 func say(o options, format string, args ...any) {

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"cmp"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"slices"
@@ -32,6 +36,15 @@ func figure(unit string, xs []float64) Figure {
 		f.Median = (s[n/2-1] + s[n/2]) / 2
 	}
 	return f
+}
+
+// figures makes a figure of each named series.
+func figures(unit string, m map[string][]float64) map[string]Figure {
+	out := make(map[string]Figure, len(m))
+	for name, xs := range m {
+		out[name] = figure(unit, xs)
+	}
+	return out
 }
 
 // ratios divides round by round.
@@ -122,12 +135,46 @@ type Results struct {
 		Errors     int64  `json:"errors"`
 	} `json:"cluster"`
 
-	Notes []string `json:"notes,omitempty"`
+	// Copies is what the second copy of every entry costs (package
+	// copies), each side against one copy.
+	Copies struct {
+		Shards  int `json:"shards"`
+		Capture struct {
+			Two       Figure `json:"two_copies_acked_per_s"` // 1 frontend, 3 shards, copies = 2
+			One       Figure `json:"one_copy_acked_per_s"`   // the same, copies = 1
+			ErrorsTwo int64  `json:"two_copies_errors"`
+			ErrorsOne int64  `json:"one_copy_errors"`
+			Ratio
+			CPUTwo map[string]Figure `json:"cpu_us_per_request_two_copies"`
+			CPUOne map[string]Figure `json:"cpu_us_per_request_one_copy"`
+		} `json:"capture"`
+		Drain struct {
+			Votes   int    `json:"votes"`
+			Voters  int    `json:"voters"`
+			Workers int    `json:"workers"`
+			Two     Figure `json:"two_copies_votes_per_s"` // every vote on two shards: twice the entries
+			One     Figure `json:"one_copy_votes_per_s"`
+			Ratio   Figure `json:"ratio"` // no target: what it costs
+			// Second copies the workers acknowledged from memory; the others
+			// went to Postgres, which ignored them.
+			Skipped    Figure            `json:"copies_skipped"`
+			CheckedOut bool              `json:"counts_checked"`
+			CPUTwo     map[string]Figure `json:"cpu_us_per_vote_two_copies"`
+			CPUOne     map[string]Figure `json:"cpu_us_per_vote_one_copy"`
+		} `json:"drain"`
+	} `json:"copies"`
+
+	// Only names the phases this run measured when it did not run them all;
+	// the others' figures are kept from the results file as it was.
+	Only  []string `json:"only,omitempty"`
+	Notes []string `json:"notes,omitempty"` // each starts with its phase's name
 }
 
 // PhaseInfo records how long a phase took and how noisy the machine was.
 type PhaseInfo struct {
 	Name     string  `json:"name"`
+	Date     string  `json:"date,omitempty"` // of the run that measured it
+	Rounds   int     `json:"rounds,omitempty"`
 	Seconds  float64 `json:"seconds"`
 	StealPct float64 `json:"cpu_steal_pct"`
 	LoadAvg  string  `json:"load_average_after"`
@@ -136,6 +183,48 @@ type PhaseInfo struct {
 	// shows here.
 	CPUPressure float64 `json:"cpu_pressure_pct"`
 	IOPressure  float64 `json:"io_pressure_pct"`
+}
+
+// sections copy one phase's figures from src to dst, by phase name.
+var sections = map[string]func(dst, src *Results){
+	"capture": func(dst, src *Results) { dst.Capture = src.Capture },
+	"haproxy": func(dst, src *Results) { dst.HAProxy = src.HAProxy },
+	"drain":   func(dst, src *Results) { dst.Drain = src.Drain },
+	"cluster": func(dst, src *Results) { dst.Cluster = src.Cluster },
+	"copies":  func(dst, src *Results) { dst.Copies = src.Copies },
+}
+
+// keep takes the figures, phase record and notes of each phase this run
+// does not measure from the results file at path (if there is one), so
+// that a run of some phases updates theirs and leaves the others as they
+// were last measured.
+func (r *Results) keep(path string, run map[string]bool) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var old Results
+	if err := json.Unmarshal(data, &old); err != nil {
+		return fmt.Errorf("keep the other phases' results: %s: %w", path, err)
+	}
+	for _, p := range old.Phases {
+		if run[p.Name] || sections[p.Name] == nil {
+			continue
+		}
+		sections[p.Name](r, &old)
+		// Files written before phases had their own date and rounds.
+		p.Date, p.Rounds = cmp.Or(p.Date, old.Date), cmp.Or(p.Rounds, old.Rounds)
+		r.Phases = append(r.Phases, p)
+	}
+	for _, n := range old.Notes {
+		if name, _, _ := strings.Cut(n, " "); !run[strings.TrimRight(name, ",:")] {
+			r.Notes = append(r.Notes, n)
+		}
+	}
+	return nil
 }
 
 // evaluate sets the ratios and their verdicts from the measured figures.
@@ -152,6 +241,10 @@ func (r *Results) evaluate() {
 	d.VsNaive = Ratio{Ratio: figure("×", ratios(d.Worker.Rounds, d.Naive.Rounds)), Target: "≥ 30"}
 	d.VsNaive.Pass = len(d.VsNaive.Ratio.Rounds) > 0 && d.VsNaive.Ratio.Median >= 30
 	d.VsNaive1 = figure("×", ratios(d.Worker.Rounds, d.Naive1.Rounds))
+	cp := &r.Copies.Capture
+	cp.Ratio = Ratio{Ratio: figure("×", ratios(cp.Two.Rounds, cp.One.Rounds)), Target: "≥ 0.8"}
+	cp.Pass = len(cp.Ratio.Ratio.Rounds) > 0 && cp.Ratio.Ratio.Median >= 0.8
+	r.Copies.Drain.Ratio = figure("×", ratios(r.Copies.Drain.Two.Rounds, r.Copies.Drain.One.Rounds))
 	k := &r.Cluster
 	k.FreshCheck = Ratio{Ratio: k.FreshP99, Target: "p99 ≤ 1000 ms"}
 	k.FreshCheck.Pass = len(k.FreshP99.Rounds) > 0 && k.FreshP99.Median <= 1000
@@ -193,11 +286,20 @@ func (r *Results) Table() string {
 		r.Date, m.CPU, m.Cores, m.MemoryGB, orDash(m.Virtual), m.Kernel, m.Go, m.Redis, m.Postgres, m.HAProxy)
 	var phases []string
 	for _, p := range r.Phases {
-		phases = append(phases, fmt.Sprintf("%s %.0f s (load average after %s; some task waiting for CPU %.0f%%, for I/O %.0f%% of the time)",
-			p.Name, p.Seconds, p.LoadAvg, p.CPUPressure, p.IOPressure))
+		var earlier string // a phase kept from an earlier run
+		if p.Date != "" && p.Date != r.Date {
+			earlier = fmt.Sprintf("measured %s, %d rounds; ", p.Date, p.Rounds)
+		}
+		phases = append(phases, fmt.Sprintf("%s %.0f s (%sload average after %s; some task waiting for CPU %.0f%%, for I/O %.0f%% of the time)",
+			p.Name, p.Seconds, earlier, p.LoadAvg, p.CPUPressure, p.IOPressure))
 	}
-	fmt.Fprintf(&b, "Load average at start %s; CPU steal over the run %.1f%%; phases: %s. %d rounds per figure (median, spread min–max); %d connections, %.0f s per throughput measurement; `make bench` took %.0f s.\n\n",
-		m.LoadAvg, r.StealPct, strings.Join(phases, ", "), r.Rounds, r.Connections, r.MeasureSeconds, r.Seconds)
+	took := fmt.Sprintf("`make bench` took %.0f s", r.Seconds)
+	if len(r.Only) > 0 {
+		took = fmt.Sprintf("this run measured only %s, in %.0f s; the other phases' figures are kept from the earlier run dated with each",
+			strings.Join(r.Only, ", "), r.Seconds)
+	}
+	fmt.Fprintf(&b, "Load average at start %s; CPU steal over the run %.1f%%; phases: %s. %d rounds per figure (median, spread min–max); %d connections, %.0f s per throughput measurement; %s.\n\n",
+		m.LoadAvg, r.StealPct, strings.Join(phases, ", "), r.Rounds, r.Connections, r.MeasureSeconds, took)
 	b.WriteString("| figure | median (min–max) | target | |\n|---|---|---|---|\n")
 	row := func(name string, f Figure, unit, target, v string) {
 		value := f.show(unit)
@@ -233,6 +335,18 @@ func (r *Results) Table() string {
 	row(fmt.Sprintf("&nbsp;&nbsp;max capture rate through HAProxy (2 shards, 2 workers draining; %d errors)", k.Errors), k.MaxRate, "/s", "", "")
 	row("**memory**: peak RSS of a web under max load", k.WebRSS, " MB", "", "")
 	row("**memory**: peak RSS of a worker under max load", k.WorkerRSS, " MB", "", "")
+	cc, cd := r.Copies.Capture, r.Copies.Drain
+	row(fmt.Sprintf("**copies, capture**: 1 frontend on %d shards (AOF always), 2 copies ÷ 1 copy", r.Copies.Shards),
+		cc.Ratio.Ratio, "×", cc.Target, verdict(cc.Ratio))
+	row(fmt.Sprintf("&nbsp;&nbsp;2 copies, acknowledged votes (%d errors)", cc.ErrorsTwo), cc.Two, "/s", "", "")
+	row(fmt.Sprintf("&nbsp;&nbsp;1 copy, acknowledged votes (%d errors)", cc.ErrorsOne), cc.One, "/s", "", "")
+	row("&nbsp;&nbsp;CPU per acknowledged request: 2 copies "+cpuLine(cc.CPUTwo)+"; 1 copy "+cpuLine(cc.CPUOne), Figure{}, "", "", "")
+	row(fmt.Sprintf("**copies, drain**: 2 copies ÷ 1 copy, votes committed per second (%d votes, %d voters, %d shards, %d workers)",
+		cd.Votes, cd.Voters, r.Copies.Shards, cd.Workers), cd.Ratio, "×", "", "")
+	row("&nbsp;&nbsp;2 copies (twice the entries)", cd.Two, "/s", "", "")
+	row("&nbsp;&nbsp;1 copy", cd.One, "/s", "", "")
+	row("&nbsp;&nbsp;second copies the workers skipped from memory (the rest went to Postgres, which ignored them)", cd.Skipped, "", "", "")
+	row("&nbsp;&nbsp;CPU per vote: 2 copies "+cpuLine(cd.CPUTwo)+"; 1 copy "+cpuLine(cd.CPUOne), Figure{}, "", "", "")
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "\n- %s", n)
 	}

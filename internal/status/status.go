@@ -146,6 +146,14 @@ func (s Service) each(name string, f func(v float64, labels map[string]string)) 
 	}
 }
 
+// Sum adds up every sample of the metric name that s exported: a counter
+// over all its labels.
+func (s Service) Sum(name string) float64 {
+	var total float64
+	s.each(name, func(v float64, _ map[string]string) { total += v })
+	return total
+}
+
 func summarize(services []Service) Report {
 	r := Report{At: time.Now(), Services: services, Postgres: "unknown", Listening: true}
 	shards := map[string]*Shard{}
