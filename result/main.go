@@ -16,6 +16,7 @@ import (
 	"github.com/surge-vote/surge/internal/config"
 	"github.com/surge-vote/surge/internal/httpx"
 	"github.com/surge-vote/surge/internal/postgres"
+	"github.com/surge-vote/surge/internal/profiling"
 	"github.com/surge-vote/surge/internal/redis"
 	"github.com/surge-vote/surge/internal/results"
 	"github.com/surge-vote/surge/internal/telemetry"
@@ -45,6 +46,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		cfg.Node, _ = os.Hostname()
 	}
 	log := telemetry.NewLogger(stderr, cfg.LogLevel, "result")
+	if err := profiling.Start(ctx, cfg.DebugListen, log); err != nil {
+		return err
+	}
 	db, err := postgres.Open(ctx, cfg.Postgres)
 	if err != nil {
 		return err

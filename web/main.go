@@ -22,6 +22,7 @@ import (
 	"github.com/surge-vote/surge/internal/capture"
 	"github.com/surge-vote/surge/internal/config"
 	"github.com/surge-vote/surge/internal/httpx"
+	"github.com/surge-vote/surge/internal/profiling"
 	"github.com/surge-vote/surge/internal/telemetry"
 )
 
@@ -47,7 +48,7 @@ type server interface {
 }
 
 // common are the settings both modes have.
-type common struct{ listen, node, logLevel string }
+type common struct{ listen, debugListen, node, logLevel string }
 
 func run(ctx context.Context, args []string, getenv func(string) string, _, stderr io.Writer) error {
 	mode, err := loadMode(args, getenv)
@@ -65,7 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 			return err
 		}
 		cfg.Node = nodeName(cfg.Node)
-		c = common{cfg.Listen, cfg.Node, cfg.LogLevel}
+		c = common{cfg.Listen, cfg.DebugListen, cfg.Node, cfg.LogLevel}
 		start = func(log *slog.Logger) (server, error) { return capture.New(ctx, cfg, capture.Options{Logger: log}) }
 	case modeAdmin:
 		cfg := admin.DefaultConfig()
@@ -73,12 +74,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 			return err
 		}
 		cfg.Node = nodeName(cfg.Node)
-		c = common{cfg.Listen, cfg.Node, cfg.LogLevel}
+		c = common{cfg.Listen, cfg.DebugListen, cfg.Node, cfg.LogLevel}
 		start = func(log *slog.Logger) (server, error) { return admin.New(ctx, cfg, admin.Options{Logger: log}) }
 	default:
 		return fmt.Errorf("mode %q is neither %q (the public frontend) nor %q (SURGE_MODE or --mode)", mode, modeCapture, modeAdmin)
 	}
 	log := telemetry.NewLogger(stderr, c.logLevel, "web").With("mode", mode)
+	if err := profiling.Start(ctx, c.debugListen, log); err != nil {
+		return err
+	}
 	srv, err := start(log)
 	if err != nil {
 		return err

@@ -121,6 +121,8 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"an empty shard address", map[string]string{"SURGE_COOKIE_KEYS": "test-key-0123456789abcdef", "SURGE_SHARDS": "127.0.0.1:1,", "SURGE_SHARD": "1"}, nil, "none empty"},
 		{"copies not a number", map[string]string{"SURGE_COOKIE_KEYS": "test-key-0123456789abcdef", "SURGE_COPIES": "two"}, nil, "copies"},
 		{"admin refuses capture's flags", map[string]string{"SURGE_ADMIN_PASSWORD": password}, []string{"--mode", "admin", "--redis.addr", "127.0.0.1:1"}, "redis.addr"},
+		{"profiles on every interface", map[string]string{"SURGE_COOKIE_KEYS": "test-key-0123456789abcdef", "SURGE_DEBUG_LISTEN": ":6060"}, nil, "loopback only"},
+		{"admin profiles on a network address", map[string]string{"SURGE_ADMIN_PASSWORD": password, "SURGE_POSTGRES_URL": "postgres://nowhere/x", "SURGE_DEBUG_LISTEN": "10.0.0.5:6060"}, []string{"--mode", "admin"}, "loopback only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/surge-vote/surge/internal/config"
 	"github.com/surge-vote/surge/internal/drain"
+	"github.com/surge-vote/surge/internal/profiling"
 	"github.com/surge-vote/surge/internal/telemetry"
 )
 
@@ -40,5 +41,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		cfg.Name, _ = os.Hostname()
 	}
 	log := telemetry.NewLogger(stderr, cfg.LogLevel, "worker")
+	if err := profiling.Start(ctx, cfg.DebugListen, log); err != nil {
+		return err
+	}
 	return drain.RunWorker(ctx, cfg, log, nil)
 }

@@ -102,6 +102,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"unhealthy_after zero", map[string]string{"SURGE_UNHEALTHY_AFTER": "0s"}, "unhealthy_after"},
 		{"unhealthy_after negative", map[string]string{"SURGE_UNHEALTHY_AFTER": "-5s"}, "unhealthy_after"},
 		{"unhealthy_after within block", map[string]string{"SURGE_UNHEALTHY_AFTER": "2s", "SURGE_BLOCK": "2s"}, "unhealthy_after"},
+		{"profiles on every interface", map[string]string{"SURGE_DEBUG_LISTEN": "0.0.0.0:6060"}, "loopback only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

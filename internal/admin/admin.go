@@ -38,7 +38,8 @@ type Config struct {
 	// address they report.
 	TrustedProxies []string `mapstructure:"trusted_proxies"`
 	Listen         string   `mapstructure:"listen"`
-	Node           string   `mapstructure:"node"` // shown on pages; defaults to the hostname
+	DebugListen    string   `mapstructure:"debug_listen"` // Go's profiles, loopback only; "": off (package profiling)
+	Node           string   `mapstructure:"node"`         // shown on pages; defaults to the hostname
 	MaxBody        int64    `mapstructure:"max_body"`
 	LogLevel       string   `mapstructure:"log_level"`
 }

@@ -43,8 +43,9 @@ type Config struct {
 	// addresses, no more (a client there could write them too).
 	TrustedProxies []string     `mapstructure:"trusted_proxies"`
 	Listen         string       `mapstructure:"listen"`
-	Node           string       `mapstructure:"node"`  // shown on pages and in receipts; defaults to the hostname
-	Redis          redis.Config `mapstructure:"redis"` // this shard's Redis; password and stream hold for every shard
+	DebugListen    string       `mapstructure:"debug_listen"` // Go's profiles, loopback only; "": off (package profiling)
+	Node           string       `mapstructure:"node"`         // shown on pages and in receipts; defaults to the hostname
+	Redis          redis.Config `mapstructure:"redis"`        // this shard's Redis; password and stream hold for every shard
 	// Shards are every shard's Redis, in the workers' order; empty: the
 	// one shard at redis.addr. Shard is this frontend's own among them,
 	// from 1; 0: the one whose address is redis.addr.

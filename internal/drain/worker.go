@@ -21,9 +21,10 @@ import (
 
 // Config is the worker service's configuration.
 type Config struct {
-	Name          string          `mapstructure:"name"`   // consumer name; stable across restarts; defaults to the hostname
-	Listen        string          `mapstructure:"listen"` // health and metrics
-	Shards        []string        `mapstructure:"shards"` // every shard's Redis address
+	Name          string          `mapstructure:"name"`         // consumer name; stable across restarts; defaults to the hostname
+	Listen        string          `mapstructure:"listen"`       // health and metrics
+	DebugListen   string          `mapstructure:"debug_listen"` // Go's profiles, loopback only; "": off (package profiling)
+	Shards        []string        `mapstructure:"shards"`       // every shard's Redis address
 	RedisPassword string          `mapstructure:"redis_password"`
 	Stream        string          `mapstructure:"stream"`
 	Group         string          `mapstructure:"group"`

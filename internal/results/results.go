@@ -24,11 +24,13 @@ import (
 
 // Config is the result service's configuration.
 type Config struct {
-	Listen   string          `mapstructure:"listen"`
-	Node     string          `mapstructure:"node"`
-	Postgres postgres.Config `mapstructure:"postgres"`
-	Polls    []surge.Poll    `mapstructure:"polls"`
-	LogLevel string          `mapstructure:"log_level"`
+	Listen string `mapstructure:"listen"`
+	// Go's profiles, loopback only; "": off (package profiling).
+	DebugListen string          `mapstructure:"debug_listen"`
+	Node        string          `mapstructure:"node"`
+	Postgres    postgres.Config `mapstructure:"postgres"`
+	Polls       []surge.Poll    `mapstructure:"polls"`
+	LogLevel    string          `mapstructure:"log_level"`
 	// Every shard, to tell a pending order from an unknown one.
 	Shards        []string `mapstructure:"shards"`
 	RedisPassword string   `mapstructure:"redis_password"`
