@@ -9,8 +9,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"hash"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // MinKey is the shortest key accepted, in bytes.
@@ -20,6 +22,9 @@ const MinKey = 16
 type Signer struct {
 	label string
 	keys  [][]byte
+	// macs holds, per key, HMAC states to reuse: hmac.New hashes the key
+	// into two fresh SHA-256 states each time, on every request.
+	macs []sync.Pool
 }
 
 // New returns a Signer over keys (keys[0] signs). Values signed under one
@@ -34,7 +39,11 @@ func New(label string, keys [][]byte) (*Signer, error) {
 			return nil, errors.New("key " + strconv.Itoa(i) + " is shorter than 16 bytes")
 		}
 	}
-	return &Signer{label: label, keys: keys}, nil
+	s := &Signer{label: label, keys: keys, macs: make([]sync.Pool, len(keys))}
+	for i, k := range keys {
+		s.macs[i].New = func() any { return hmac.New(sha256.New, k) }
+	}
+	return s, nil
 }
 
 // Keys returns the keys, first the one that signs.
@@ -42,7 +51,7 @@ func (s *Signer) Keys() [][]byte { return s.keys }
 
 // Sign returns payload with its MAC under the first key.
 func (s *Signer) Sign(payload string) string {
-	return payload + "." + base64.RawURLEncoding.EncodeToString(s.mac(s.keys[0], payload))
+	return payload + "." + base64.RawURLEncoding.EncodeToString(s.mac(0, payload))
 }
 
 // Open returns the payload of a value Sign wrote under any key: false for
@@ -62,16 +71,19 @@ func (s *Signer) Open(value string, max int) (string, bool) {
 	if err != nil || base64.RawURLEncoding.EncodeToString(sig) != sig64 {
 		return "", false
 	}
-	for _, k := range s.keys {
-		if hmac.Equal(sig, s.mac(k, payload)) {
+	for i := range s.keys {
+		if hmac.Equal(sig, s.mac(i, payload)) {
 			return payload, true
 		}
 	}
 	return "", false
 }
 
-func (s *Signer) mac(key []byte, payload string) []byte {
-	h := hmac.New(sha256.New, key)
+// mac is payload's MAC under key i.
+func (s *Signer) mac(i int, payload string) []byte {
+	h := s.macs[i].Get().(hash.Hash)
+	defer s.macs[i].Put(h)
+	h.Reset()
 	if s.label != "" {
 		h.Write([]byte(s.label + "\x00"))
 	}

@@ -1,7 +1,9 @@
 package signed_test
 
 import (
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/surge-vote/surge/internal/signed"
@@ -50,4 +52,55 @@ func TestSignOpen(t *testing.T) {
 	if _, err := signed.New("a", nil); err == nil {
 		t.Error("no keys were accepted")
 	}
+}
+
+// BenchmarkSignOpen signs a cookie-sized value and opens it, as the
+// frontend does on every vote (the voter's cookie is verified, then
+// signed again).
+func BenchmarkSignOpen(b *testing.B) {
+	s, err := signed.New("voter", [][]byte{[]byte("key-0123456789abcdef"), []byte("old-0123456789abcdef")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	payload := "01HZZZZZZZZZZZZZZZZZZZZZZZ.1767323045123456"
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := s.Open(s.Sign(payload), 200); !ok {
+			b.Fatal("a signed value did not open")
+		}
+	}
+}
+
+// The HMAC states are reused across calls: concurrent signers and openers
+// still get each value's own MAC (run with -race).
+func TestSignOpenConcurrently(t *testing.T) {
+	old, err := signed.New("voter", [][]byte{[]byte("old-0123456789abcdef")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := signed.New("voter", [][]byte{[]byte("key-0123456789abcdef"), []byte("old-0123456789abcdef")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				payload := strconv.Itoa(g) + "-" + strconv.Itoa(i)
+				if got, ok := s.Open(s.Sign(payload), 200); !ok || got != payload {
+					t.Errorf("Open(Sign(%q)) = %q, %v", payload, got, ok)
+					return
+				}
+				if got, ok := s.Open(old.Sign(payload), 200); !ok || got != payload {
+					t.Errorf("a value signed with the old key: Open = %q, %v", got, ok)
+					return
+				}
+				if _, ok := old.Open(s.Sign(payload), 200); ok {
+					t.Errorf("the new key's value opened with the old key alone")
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
