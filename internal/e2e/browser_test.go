@@ -256,7 +256,9 @@ func TestBrowserJourney(t *testing.T) {
 			chromedp.SetValue(chromedp.CSS(sel+` input[name="quantity"]`), qty),
 			chromedp.Submit(chromedp.CSS(sel+` form.buy`)),
 			chromedp.WaitVisible(chromedp.CSS(`#status`)),
-			chromedp.WaitNotPresent(chromedp.CSS(`#status.status-pending`)),
+			// Decided, and the page reloaded with it (order.js marks the
+			// status it changes just before it reloads the page).
+			chromedp.WaitVisible(chromedp.CSS(`#status:not(.status-pending):not([data-reloading])`)),
 		)
 		status := text(t, ctx, `#status`)
 		checkNode(t, ctx, "order page", isResult)

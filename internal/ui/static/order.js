@@ -16,6 +16,9 @@
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (o) {
         if (!o || o.status === "pending") { setTimeout(check, 500); return; }
+        // Marked first: the decision shown here is about to be replaced by
+        // the reloaded page (tests wait for an unmarked, decided status).
+        status.dataset.reloading = "1";
         status.className = "order-status status-" + o.status;
         status.textContent = o.status === "confirmed" ? text.confirmed : (text[o.reason] || "Rejected.");
         location.reload(); // the page as decided: lines, prices and total
